@@ -1,0 +1,1 @@
+"""Scores of representations (NumPy / scikit-learn). Filled by issue 3."""

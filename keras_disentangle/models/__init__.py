@@ -1,0 +1,1 @@
+"""Self-supervised and clustering models (``keras.Model`` subclasses)."""

@@ -1,0 +1,338 @@
+"""The penalties of the papers as pure ``keras.ops`` functions.
+
+Every function here takes tensors and returns an unweighted scalar; it knows
+no Keras object, so it runs on every Keras 3 backend (TensorFlow, JAX,
+PyTorch), inside ``jit_compile=True`` and with an unknown batch dimension.
+The Keras adapters (``keras_disentangle.regularizers``, ``.losses``,
+``.layers``) validate arguments, hold the weights and call these functions.
+
+Half-precision inputs (float16, bfloat16) are computed in float32: softmax,
+logarithms and covariances lose too much in 8 or 11 bits of mantissa.
+
+Speed: pairwise KL divergences come from one matrix product,
+``KL(s_i‖s_j) = sum_k s_ik log s_ik - (S @ log S^T)_ij``, so memory is
+``O(N^2 + N k)`` rather than the ``N x N x k`` tensor of an all-pairs
+formulation; covariances are one matmul ``Hc^T Hc``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from keras import ops
+
+__all__ = [
+    "pairwise_kl",
+    "kernel_kl_margin",
+    "activity_kl_margin",
+    "covariance",
+    "cross_covariance",
+    "decov",
+    "xcov",
+    "covariance_l1",
+]
+
+_HALF = ("float16", "bfloat16")
+
+
+def _float(x):
+    """Converts to a float tensor of at least 32 bits."""
+    x = ops.convert_to_tensor(x)
+    dtype = str(x.dtype)
+    if "float" not in dtype or any(h in dtype for h in _HALF):
+        x = ops.cast(x, "float32")
+    return x
+
+
+def _flatten_samples(h, name: str):
+    """Reshapes ``(N, ...)`` to ``(N, F)``; a rank-1 input is one feature each."""
+    h = _float(h)
+    if len(h.shape) == 0:
+        raise ValueError(
+            f"Invalid shape for argument {name}: expected a tensor of rank >= 1 "
+            f"with samples on the first axis. Received: {name}.shape={h.shape}"
+        )
+    if len(h.shape) == 1:
+        return ops.expand_dims(h, -1)
+    if len(h.shape) == 2:
+        return h
+    inner = h.shape[1:]
+    if any(d is None for d in inner):
+        raise ValueError(
+            f"Invalid shape for argument {name}: all axes but the first must be "
+            f"known to flatten the features. Received: {name}.shape={h.shape}"
+        )
+    return ops.reshape(h, (-1, math.prod(inner)))
+
+
+def _n_samples(h):
+    return ops.cast(ops.shape(h)[0], h.dtype)
+
+
+def _check_margin(margin):
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool):
+        return margin  # a tensor or variable: checked by the adapters
+    if not math.isfinite(margin) or margin < 0:
+        raise ValueError(
+            "Invalid value for argument margin: expected a finite number >= 0. "
+            f"Received: margin={margin!r}"
+        )
+    return margin
+
+
+def pairwise_kl(logits):
+    """KL divergences between the softmax distributions of all pairs of rows.
+
+    With ``s_i = softmax(logits_i)``:
+    ``KL[i, j] = KL(s_i‖s_j) = sum_k s_ik (log s_ik - log s_jk)``, computed as
+    ``sum_k s_ik log s_ik - (S @ log S^T)_ij`` with ``log_softmax``, so it is
+    one matmul and stays finite for logits of any magnitude.
+
+    Args:
+        logits: tensor of shape ``(N, k)``.
+
+    Returns:
+        Tensor of shape ``(N, N)``, non-negative (rounding clipped at 0).
+
+    Example:
+
+    >>> import numpy as np
+    >>> kl = pairwise_kl(np.array([[0.0, 0.0], [0.0, 1.0]]))
+    >>> [round(float(v), 4) for v in np.asarray(kl).ravel()]
+    [0.0, 0.1201, 0.1109, 0.0]
+    """
+    logits = _float(logits)
+    log_s = ops.log_softmax(logits, axis=-1)
+    s = ops.exp(log_s)
+    neg_entropy = ops.sum(s * log_s, axis=-1)
+    cross = ops.matmul(s, ops.transpose(log_s))
+    return ops.maximum(ops.expand_dims(neg_entropy, -1) - cross, 0.0)
+
+
+def kernel_kl_margin(kernel, margin):
+    """L_single: a hinge on the KL divergence between the units' weight vectors.
+
+    Units are the LAST axis of a Keras kernel (Dense ``(in, units)``, Conv
+    ``(..., in, units)``); the other axes are flattened into the fan-in.
+    ``d_k = softmax(W[:, k])`` over the fan-in, and
+
+    ``L = sum_{i<j} [max(0, m - KL(d_i‖d_j)) + max(0, m - KL(d_j‖d_i))]``
+
+    with no normalisation (Romanov & Rumshisky 2017, eq. 1-3).
+
+    Args:
+        kernel: weight tensor of rank >= 2, units on the last axis.
+        margin: the margin ``m >= 0``.
+
+    Returns:
+        Scalar tensor.
+
+    Example:
+
+    >>> import numpy as np
+    >>> float(kernel_kl_margin(np.zeros((3, 2)), margin=1.0))  # 2 equal units
+    2.0
+
+    References:
+        Romanov & Rumshisky, "Forced to Learn: Discovering Disentangled
+        Representations Without Exhaustive Labels", ICLR workshop 2017.
+    """
+    margin = _check_margin(margin)
+    kernel = _float(kernel)
+    if len(kernel.shape) < 2:
+        raise ValueError(
+            "Invalid shape for argument kernel: expected a kernel of rank >= 2 "
+            f"with units on the last axis. Received: kernel.shape={kernel.shape}"
+        )
+    units = kernel.shape[-1]
+    w = ops.transpose(ops.reshape(kernel, (-1, units)))  # (units, fan_in)
+    kl = pairwise_kl(w)
+    off_diagonal = 1.0 - ops.eye(units, dtype=kl.dtype)
+    # Summing max(0, m - KL_ij) over all ordered pairs i != j covers both
+    # directions of every unordered pair i < j.
+    return ops.sum(ops.relu(margin - kl) * off_diagonal)
+
+
+def _same_label_mask(labels):
+    """``(N, N)`` float mask of pairs with equal labels; int or one-hot labels."""
+    labels = ops.convert_to_tensor(labels)
+    if len(labels.shape) == 2 and labels.shape[-1] is not None and labels.shape[-1] > 1:
+        labels = ops.argmax(labels, axis=-1)
+    elif len(labels.shape) == 2:
+        labels = ops.squeeze(labels, axis=-1)
+    elif len(labels.shape) != 1:
+        raise ValueError(
+            "Invalid shape for argument labels: expected integer labels of shape "
+            "(N,) or (N, 1), or one-hot labels of shape (N, C). "
+            f"Received: labels.shape={labels.shape}"
+        )
+    if not str(labels.dtype).startswith(("int", "uint")):
+        labels = ops.cast(ops.round(ops.cast(labels, "float32")), "int32")
+    return ops.cast(
+        ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0)), "float32"
+    )
+
+
+def activity_kl_margin(h, margin, labels=None):
+    """L_multi: a hinge on the KL divergence between samples' activations.
+
+    ``s_n = softmax(h_n)`` over the features (all axes but the batch axis are
+    flattened). Over ORDERED pairs ``(i, j)``, the diagonal included as the
+    paper's equations write it,
+
+    ``L = 1/P sum_{i,j} [max(0, m - KL(s_i‖s_j)) + max(0, m - KL(s_j‖s_i))]``
+
+    restricted to ``labels_i == labels_j`` when labels are given (eq. 4),
+    all pairs otherwise (eq. 6); ``P`` is the number of pairs summed,
+    ``sum_c N_c^2`` with labels or ``N^2`` without. Each diagonal pair adds
+    ``2 m``, so the minimum is ``2 m N / P``, not 0.
+
+    Args:
+        h: activations ``(N, ...)``.
+        margin: the margin ``m >= 0``.
+        labels: optional ``(N,)`` / ``(N, 1)`` integer or ``(N, C)`` one-hot
+            labels.
+
+    Returns:
+        Scalar tensor.
+
+    Example:
+
+    >>> import numpy as np
+    >>> h = np.array([[10.0, 0.0], [0.0, 10.0]])
+    >>> round(float(activity_kl_margin(h, margin=1.0)), 4)  # diagonal only
+    1.0
+
+    References:
+        Romanov & Rumshisky, "Forced to Learn", 2017, eq. 4 and 6.
+    """
+    margin = _check_margin(margin)
+    h = _flatten_samples(h, "h")
+    kl = pairwise_kl(h)
+    hinge = ops.relu(margin - kl)
+    both = hinge + ops.transpose(hinge)
+    if labels is None:
+        n = _n_samples(h)
+        return ops.sum(both) / ops.maximum(n * n, 1.0)
+    mask = ops.cast(_same_label_mask(labels), both.dtype)
+    return ops.sum(both * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def covariance(h, ddof: int = 1):
+    """Sample covariance ``Hc^T Hc / max(N - ddof, 1)`` of ``(N, ...)`` rows.
+
+    ``Hc`` is ``h`` centred over the batch; all axes but the first are
+    flattened into ``p`` features. A batch of one gives a zero matrix.
+
+    Args:
+        h: activations ``(N, ...)``.
+        ddof: ``1`` for the unbiased estimate, ``0`` for ``1/N``.
+
+    Returns:
+        ``(p, p)`` tensor.
+    """
+    hc = _centre(_flatten_samples(h, "h"))
+    return _gram(hc, hc, ddof)
+
+
+def cross_covariance(y, h, ddof: int = 0):
+    """``Yc^T Hc / max(N - ddof, 1)``, both centred over the batch.
+
+    Args:
+        y: ``(N, ...)`` tensor, flattened to ``(N, q)``.
+        h: ``(N, ...)`` tensor, flattened to ``(N, p)``.
+        ddof: delta degrees of freedom of the denominator.
+
+    Returns:
+        ``(q, p)`` tensor.
+    """
+    yc = _centre(_flatten_samples(y, "y"))
+    hc = _centre(_flatten_samples(h, "h"))
+    return _gram(yc, hc, ddof)
+
+
+def _centre(h):
+    return h - ops.mean(h, axis=0, keepdims=True)
+
+
+def _gram(yc, hc, ddof):
+    n = _n_samples(hc)
+    return ops.matmul(ops.transpose(yc), hc) / ops.maximum(n - ddof, 1.0)
+
+
+def decov(h):
+    """DeCov: the squared off-diagonal covariances of a layer's activations.
+
+    ``C = (1/N) Hc^T Hc`` with ``Hc`` the batch-centred activations;
+    ``L = 0.5 (‖C‖_F^2 - ‖diag C‖_2^2)``.
+
+    Args:
+        h: activations ``(N, ...)``.
+
+    Returns:
+        Scalar tensor; 0 for a batch of one.
+
+    Example:
+
+    >>> import numpy as np
+    >>> float(decov(np.array([[1.0, 1.0], [-1.0, -1.0]])))
+    1.0
+
+    References:
+        Cogswell et al., "Reducing Overfitting in Deep Networks by
+        Decorrelating Representations", ICLR 2016 (arXiv 2015).
+    """
+    c = covariance(h, ddof=0)
+    return 0.5 * (ops.sum(ops.square(c)) - ops.sum(ops.square(ops.diagonal(c))))
+
+
+def xcov(y, h):
+    """XCov: the squared cross-covariances between predictions and a latent.
+
+    ``C = (1/N) Yc^T Hc`` (both centred over the batch);
+    ``L = 0.5 sum_ij C_ij^2``.
+
+    Args:
+        y: predictions ``(N, ...)``.
+        h: latent activations ``(N, ...)``.
+
+    Returns:
+        Scalar tensor; 0 for a batch of one.
+
+    Example:
+
+    >>> import numpy as np
+    >>> float(xcov(np.array([[1.0], [-1.0]]), np.array([[2.0], [-2.0]])))
+    2.0
+
+    References:
+        Cheung et al., "Discovering Hidden Factors of Variation in Deep
+        Networks", ICLR workshop 2015 (arXiv 2014).
+    """
+    c = cross_covariance(y, h, ddof=0)
+    return 0.5 * ops.sum(ops.square(c))
+
+
+def covariance_l1(h):
+    """L_Sigma: the L1 norm of the activation covariance over ``p^2``.
+
+    ``C = (1/(N-1)) Hc^T Hc``; ``L = (1/p^2) sum_ij |C_ij|``, diagonal
+    included (Kågebäck & Mogren 2018, eq. 1-2).
+
+    Args:
+        h: activations ``(N, ...)``, flattened to ``(N, p)``.
+
+    Returns:
+        Scalar tensor; 0 for a batch of one.
+
+    Example:
+
+    >>> import numpy as np
+    >>> float(covariance_l1(np.array([[1.0, 1.0], [-1.0, -1.0]])))
+    2.0
+
+    References:
+        Kågebäck & Mogren, "Disentangled activations in deep networks",
+        NeurIPS workshop 2017 (arXiv 2018).
+    """
+    return ops.mean(ops.abs(covariance(h, ddof=1)))
