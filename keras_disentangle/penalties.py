@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 from keras import ops
 
 __all__ = [
@@ -38,8 +39,8 @@ _HALF = ("float16", "bfloat16")
 def _float(x):
     """Converts to a float tensor of at least 32 bits."""
     x = ops.convert_to_tensor(x)
-    dtype = str(x.dtype)
-    if "float" not in dtype or any(h in dtype for h in _HALF):
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if "float" not in dtype or dtype in _HALF:
         x = ops.cast(x, "float32")
     return x
 
@@ -166,7 +167,7 @@ def _same_label_mask(labels):
             "(N,) or (N, 1), or one-hot labels of shape (N, C). "
             f"Received: labels.shape={labels.shape}"
         )
-    if not str(labels.dtype).startswith(("int", "uint")):
+    if not keras.backend.standardize_dtype(labels.dtype).startswith(("int", "uint")):
         labels = ops.cast(ops.round(ops.cast(labels, "float32")), "int32")
     return ops.cast(
         ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0)), "float32"

@@ -38,34 +38,34 @@ class XCovPenalty(keras.layers.Layer):
         super().__init__(**kwargs)
         self.weight = check_non_negative("weight", weight)
 
-    def _check_inputs(self, inputs):
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+    @staticmethod
+    def _check_shapes(shapes):
+        ok = (
+            isinstance(shapes, (list, tuple))
+            and len(shapes) == 2
+            and all(isinstance(s, (list, tuple)) and len(s) >= 1 for s in shapes)
+        )
+        if not ok:
             raise ValueError(
-                "XCovPenalty expects to be called on a list [prediction, latent]. "
-                f"Received: inputs={inputs!r}"
+                "XCovPenalty expects to be called on a list [prediction, latent] "
+                "of tensors with samples on the first axis. "
+                f"Received inputs of shape {shapes}"
             )
-        prediction, latent = inputs
-        if len(prediction.shape) < 1 or len(latent.shape) < 1:
-            raise ValueError(
-                "XCovPenalty expects prediction and latent with samples on the "
-                f"first axis. Received shapes {prediction.shape} and {latent.shape}"
-            )
-        return prediction, latent
 
     def build(self, input_shape):
-        # Validates the structure once, with symbolic shapes.
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
-            raise ValueError(
-                "XCovPenalty expects to be called on a list [prediction, latent]. "
-                f"Received input_shape={input_shape}"
-            )
+        self._check_shapes(input_shape)
 
     def call(self, inputs):
-        prediction, latent = self._check_inputs(inputs)
+        if isinstance(inputs, (list, tuple)):
+            self._check_shapes([tuple(t.shape) for t in inputs])
+        else:
+            self._check_shapes(tuple(inputs.shape))
+        prediction, latent = inputs
         self.add_loss(self.weight * penalties.xcov(prediction, latent))
         return prediction
 
     def compute_output_shape(self, input_shape):
+        self._check_shapes(input_shape)
         return input_shape[0]
 
     def get_config(self):
