@@ -102,12 +102,26 @@ def pairwise_kl(logits):
     >>> [round(float(v), 4) for v in np.asarray(kl).ravel()]
     [0.0, 0.1201, 0.1109, 0.0]
     """
+    neg_entropy, cross = _kl_terms(logits)
+    return ops.maximum(ops.expand_dims(neg_entropy, -1) - cross, 0.0)
+
+
+def _kl_terms(logits):
+    """``sum_k s_ik log s_ik`` (N,) and ``S @ log S^T`` (N, N) of the softmaxes."""
     logits = _float(logits)
     log_s = ops.log_softmax(logits, axis=-1)
     s = ops.exp(log_s)
-    neg_entropy = ops.sum(s * log_s, axis=-1)
-    cross = ops.matmul(s, ops.transpose(log_s))
-    return ops.maximum(ops.expand_dims(neg_entropy, -1) - cross, 0.0)
+    return ops.sum(s * log_s, axis=-1), ops.matmul(s, ops.transpose(log_s))
+
+
+def _kl_hinge(logits, margin):
+    """``max(0, m - KL(s_i‖s_j))`` for all pairs, in one fused expression.
+
+    ``m - KL_ij = cross_ij + (m - sum_k s_ik log s_ik)``: one broadcast add on
+    the matmul's output, no ``N x N`` KL matrix kept apart.
+    """
+    neg_entropy, cross = _kl_terms(logits)
+    return ops.relu(cross + ops.expand_dims(margin - neg_entropy, -1))
 
 
 def kernel_kl_margin(kernel, margin):
@@ -147,11 +161,10 @@ def kernel_kl_margin(kernel, margin):
         )
     units = kernel.shape[-1]
     w = ops.transpose(ops.reshape(kernel, (-1, units)))  # (units, fan_in)
-    kl = pairwise_kl(w)
-    off_diagonal = 1.0 - ops.eye(units, dtype=kl.dtype)
+    hinge = _kl_hinge(w, margin)
     # Summing max(0, m - KL_ij) over all ordered pairs i != j covers both
-    # directions of every unordered pair i < j.
-    return ops.sum(ops.relu(margin - kl) * off_diagonal)
+    # directions of every unordered pair i < j; each diagonal term is m.
+    return ops.sum(hinge) - ops.sum(ops.diagonal(hinge))
 
 
 def _same_label_mask(labels):
@@ -209,14 +222,14 @@ def activity_kl_margin(h, margin, labels=None):
     """
     margin = _check_margin(margin)
     h = _flatten_samples(h, "h")
-    kl = pairwise_kl(h)
-    hinge = ops.relu(margin - kl)
-    both = hinge + ops.transpose(hinge)
+    hinge = _kl_hinge(h, margin)
+    # The pair set is symmetric, so the sum of max(0, m - KL(s_j‖s_i)) over it
+    # equals that of max(0, m - KL(s_i‖s_j)): twice one direction.
     if labels is None:
         n = _n_samples(h)
-        return ops.sum(both) / ops.maximum(n * n, 1.0)
-    mask = ops.cast(_same_label_mask(labels), both.dtype)
-    return ops.sum(both * mask) / ops.maximum(ops.sum(mask), 1.0)
+        return 2.0 * ops.sum(hinge) / ops.maximum(n * n, 1.0)
+    mask = ops.cast(_same_label_mask(labels), hinge.dtype)
+    return 2.0 * ops.sum(hinge * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
 def covariance(h, ddof: int = 1):

@@ -1,0 +1,254 @@
+"""Speed and memory of the penalties, as ratios to references in the same run.
+
+1. ``activity_kl_margin`` (one matmul) against the all-pairs formulation that
+   builds an ``N x N x k`` tensor (as the paper's code does): forward +
+   gradient time, and the peak resident memory of a fresh process running
+   each (``--memory``; Linux ``ru_maxrss``, minus the same process's peak
+   before the penalty runs).
+2. The overhead of each penalty on a full training step of a small model
+   (LSTM(64) over 28 rows of 28 pixels -> Dense(15) -> Dense(1, sigmoid),
+   batch 512), as a ratio to the same step without a penalty.
+
+Run: ``python benchmarks/penalties.py [--memory] [--repeats 5]``.
+Timings on a shared machine are noisy: compare the ratios, not the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+SIZES = [(128, 15), (512, 15), (512, 128), (2048, 128)]
+MARGIN = 1.0
+
+
+def all_pairs_activity_kl_margin(h, margin):
+    """The ``N x N x k`` formulation: every pair's KL from broadcast tensors."""
+    from keras import ops
+
+    log_s = ops.log_softmax(h, axis=-1)
+    s = ops.exp(log_s)
+    kl = ops.sum(
+        ops.expand_dims(s, 1)
+        * (ops.expand_dims(log_s, 1) - ops.expand_dims(log_s, 0)),
+        axis=-1,
+    )
+    hinge = ops.relu(margin - kl)
+    n = ops.cast(ops.shape(h)[0], h.dtype)
+    return ops.sum(hinge + ops.transpose(hinge)) / (n * n)
+
+
+def _forward_backward(fn):
+    import tensorflow as tf
+
+    @tf.function
+    def step(h):
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            value = fn(h, MARGIN)
+        return value, tape.gradient(value, h)
+
+    return step
+
+
+def _time(step, h, repeats):
+    step(h)[1].numpy()  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(h)[1].numpy()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def penalty_speed(repeats):
+    import tensorflow as tf
+
+    from keras_disentangle.penalties import activity_kl_margin
+
+    rows = []
+    for n, k in SIZES:
+        h = tf.constant(np.random.default_rng(0).normal(size=(n, k)), tf.float32)
+        fast_step = _forward_backward(activity_kl_margin)
+        slow_step = _forward_backward(all_pairs_activity_kl_margin)
+        # Same values, so the comparison is fair.
+        np.testing.assert_allclose(
+            fast_step(h)[0].numpy(), slow_step(h)[0].numpy(), rtol=1e-4
+        )
+        slow_repeats = max(2, repeats // 2) if n * n * k > 1e8 else repeats
+        fast = _time(fast_step, h, repeats)
+        slow = _time(slow_step, h, slow_repeats)
+        rows.append(
+            {"N": n, "k": k, "matmul_ms": 1e3 * fast, "all_pairs_ms": 1e3 * slow,
+             "speedup": slow / fast}
+        )
+    return rows
+
+
+def _memory_child(variant, n, k):
+    """Runs in a fresh process: peak RSS growth of one forward+gradient."""
+    import tensorflow as tf
+
+    from keras_disentangle.penalties import activity_kl_margin
+
+    fn = activity_kl_margin if variant == "matmul" else all_pairs_activity_kl_margin
+    h = tf.constant(np.random.default_rng(0).normal(size=(n, k)), tf.float32)
+    tf.reduce_sum(h * h).numpy()  # load the runtime before the baseline
+    before = _peak_rss_kib()
+    _forward_backward(fn)(h)[1].numpy()
+    print(json.dumps({"peak_mib": (_peak_rss_kib() - before) / 1024.0}))
+
+
+def _peak_rss_kib():
+    # VmHWM belongs to this process image alone; ru_maxrss would carry over the
+    # peak of the parent that forked it.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def penalty_memory():
+    rows = []
+    for n, k in SIZES:
+        row = {"N": n, "k": k}
+        for variant in ("matmul", "all_pairs"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", variant, str(n), str(k)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            row[f"{variant}_peak_mib"] = json.loads(out.stdout.strip().splitlines()[-1])[
+                "peak_mib"
+            ]
+        rows.append(row)
+    return rows
+
+
+def _small_model(variant):
+    import keras
+
+    from keras_disentangle import layers, losses, regularizers
+
+    inputs = keras.Input((28, 28))
+    r = keras.layers.LSTM(64)(inputs)
+    kwargs = {}
+    if variant == "DeCov":
+        kwargs["activity_regularizer"] = regularizers.DeCov(0.1)
+    elif variant == "CovarianceL1":
+        kwargs["activity_regularizer"] = regularizers.CovarianceL1(0.1)
+    elif variant == "ActivityKLMargin":
+        kwargs["activity_regularizer"] = regularizers.ActivityKLMargin(1.0, 0.1)
+    elif variant == "KernelKLMargin":
+        kwargs["kernel_regularizer"] = regularizers.KernelKLMargin(5.0, 1e-3)
+    h = keras.layers.Dense(15, activation="relu", name="fc1", **kwargs)(r)
+    out = keras.layers.Dense(1, activation="sigmoid", name="out")(h)
+    if variant == "XCovPenalty":
+        out = layers.XCovPenalty(1.0)([out, h])
+    if variant == "LabelledKLMargin":
+        model = keras.Model(inputs, {"out": out, "fc1": h})
+        model.compile(
+            "adam",
+            loss={"out": "binary_crossentropy", "fc1": losses.LabelledKLMargin(0.5)},
+            loss_weights={"out": 1.0, "fc1": 0.1},
+        )
+    else:
+        model = keras.Model(inputs, out)
+        model.compile("adam", loss="binary_crossentropy")
+    return model
+
+
+VARIANTS = [
+    "none",
+    "DeCov",
+    "CovarianceL1",
+    "ActivityKLMargin",
+    "KernelKLMargin",
+    "XCovPenalty",
+    "LabelledKLMargin",
+]
+
+
+def step_overhead(repeats, steps=10, batch=512):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((steps * batch, 28, 28), dtype=np.float32)
+    digits = rng.integers(0, 10, size=steps * batch)
+    y = (digits >= 5).astype("float32")[:, None]
+    models = {v: _small_model(v) for v in VARIANTS}
+    targets = {
+        v: {"out": y, "fc1": digits} if v == "LabelledKLMargin" else y for v in VARIANTS
+    }
+    def batches(v):
+        t = targets[v]
+        for i in range(steps):
+            part = slice(i * batch, (i + 1) * batch)
+            yield x[part], ({k: a[part] for k, a in t.items()} if isinstance(t, dict)
+                            else t[part])
+
+    for v, model in models.items():  # compile the train functions
+        for xb, yb in batches(v):
+            model.train_on_batch(xb, yb)
+    times = {v: [] for v in VARIANTS}
+    for _ in range(repeats):  # interleaved, so that noise hits all alike
+        for v, model in models.items():
+            data = list(batches(v))
+            start = time.perf_counter()
+            for xb, yb in data:
+                model.train_on_batch(xb, yb)
+            times[v].append((time.perf_counter() - start) / steps)
+    # The minimum over repeats: other processes only ever add time.
+    base = min(times["none"])
+    return [
+        {"penalty": v, "step_ms": 1e3 * min(times[v]), "ratio": min(times[v]) / base}
+        for v in VARIANTS
+    ]
+
+
+def _print(rows, title):
+    print(f"\n{title}")
+    columns = list(rows[0])
+    print(" | ".join(f"{c:>16}" for c in columns))
+    for row in rows:
+        print(
+            " | ".join(
+                f"{row[c]:>16.3f}" if isinstance(row[c], float) else f"{row[c]:>16}"
+                for c in columns
+            )
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory", action="store_true", help="also peak memory")
+    parser.add_argument("--skip-steps", action="store_true")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        variant, n, k = args.memory_child
+        _memory_child(variant, int(n), int(k))
+        return
+    _print(penalty_speed(args.repeats), "activity_kl_margin: forward + gradient")
+    if args.memory:
+        _print(penalty_memory(), "peak resident memory growth (MiB)")
+    if not args.skip_steps:
+        _print(step_overhead(args.repeats), "training step, batch 512 (ratio to none)")
+
+
+if __name__ == "__main__":
+    main()
