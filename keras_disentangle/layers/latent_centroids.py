@@ -114,7 +114,9 @@ class LatentCentroids(keras.layers.Layer):
                 "LatentCentroids expects inputs of rank >= 2 with samples on the "
                 f"first axis. Received: input_shape={input_shape}"
             )
-        axis = 1 if (len(input_shape) > 2 and self.data_format == "channels_first") else -1
+        axis = (
+            1 if (len(input_shape) > 2 and self.data_format == "channels_first") else -1
+        )
         features = input_shape[axis]
         if features is None:
             raise ValueError(
