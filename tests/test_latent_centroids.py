@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_disentangle import centroid_penalty
+from keras_disentangle import penalties
 from keras_disentangle.callbacks import CentroidReinit, CentroidWeightRamp
 from keras_disentangle.layers import LatentCentroids
 
@@ -36,7 +36,7 @@ def test_min_centroid_distance_matches_numpy_loop(n, k, d):
     rng = np.random.default_rng(n * 100 + k * 10 + d)
     h = rng.normal(size=(n, d))
     c = rng.normal(size=(k, d)) * 2.0
-    got = keras.ops.convert_to_numpy(centroid_penalty.min_centroid_distance(h, c))
+    got = keras.ops.convert_to_numpy(penalties.min_centroid_distance(h, c))
     np.testing.assert_allclose(got, numpy_min_distance(h, c), rtol=1e-10, atol=1e-12)
 
 
@@ -44,9 +44,9 @@ def test_min_centroid_distance_zero_on_centroids_and_clipped():
     rng = np.random.default_rng(0)
     c = rng.normal(size=(4, 6)) * 1e3  # large norms: cancellation in the expansion
     h = c[[0, 2, 2, 3, 1]]
-    d2 = keras.ops.convert_to_numpy(centroid_penalty.squared_distances(h, c))
+    d2 = keras.ops.convert_to_numpy(penalties.squared_distances(h, c))
     assert d2.min() >= 0.0  # clipped, never negative
-    got = float(centroid_penalty.min_centroid_distance(h, c))
+    got = float(penalties.min_centroid_distance(h, c))
     assert got == pytest.approx(0.0, abs=1e-6)
 
 
@@ -59,7 +59,7 @@ def test_min_centroid_distance_gradient_finite_and_correct():
     h = tf.Variable(rng.normal(size=(8, 4)))
     c = tf.Variable(rng.normal(size=(3, 4)))
     with tf.GradientTape() as tape:
-        loss = centroid_penalty.min_centroid_distance(h, c)
+        loss = penalties.min_centroid_distance(h, c)
     grad_h, grad_c = tape.gradient(loss, [h, c])
     assert np.all(np.isfinite(grad_h.numpy())) and np.all(np.isfinite(grad_c.numpy()))
     # d/dh_n = 2 (h_n - c_nearest(n)) / N, by a NumPy loop
@@ -78,7 +78,7 @@ def test_min_centroid_distance_gradient_finite_and_correct():
 def test_min_centroid_distance_half_precision_computed_in_float32():
     h = np.random.default_rng(1).normal(size=(6, 3)).astype("float16")
     c = np.random.default_rng(2).normal(size=(2, 3)).astype("float32")
-    got = centroid_penalty.min_centroid_distance(h, c)
+    got = penalties.min_centroid_distance(h, c)
     assert "float32" in str(got.dtype)
     np.testing.assert_allclose(
         float(got),
@@ -89,9 +89,9 @@ def test_min_centroid_distance_half_precision_computed_in_float32():
 
 def test_min_centroid_distance_bad_shapes():
     with pytest.raises(ValueError, match="h"):
-        centroid_penalty.min_centroid_distance(np.zeros((2, 3, 4)), np.zeros((2, 4)))
+        penalties.min_centroid_distance(np.zeros((2, 3, 4)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="centroids"):
-        centroid_penalty.min_centroid_distance(np.zeros((2, 3)), np.zeros((2, 4)))
+        penalties.min_centroid_distance(np.zeros((2, 3)), np.zeros((2, 4)))
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
@@ -105,7 +105,7 @@ def test_random_location_picks_one_position_per_image(data_format):
     seed = keras.random.SeedGenerator(0)
     for _ in range(10):
         z = keras.ops.convert_to_numpy(
-            centroid_penalty.random_location(source, seed=seed, data_format=data_format)
+            penalties.random_location(source, seed=seed, data_format=data_format)
         )
         assert z.shape == (n, ch)
         for i in range(n):
@@ -123,10 +123,10 @@ def test_random_location_picks_one_position_per_image(data_format):
 def test_random_location_rank2_unchanged_and_bad_format():
     h = np.ones((3, 2), "float32")
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(centroid_penalty.random_location(h)), h
+        keras.ops.convert_to_numpy(penalties.random_location(h)), h
     )
     with pytest.raises(ValueError, match="data_format"):
-        centroid_penalty.random_location(np.ones((2, 3, 3, 1)), data_format="nhwc")
+        penalties.random_location(np.ones((2, 3, 3, 1)), data_format="nhwc")
 
 
 # ------------------------------------------------------------------- the layer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_disentangle import centroid_penalty
+from keras_disentangle import penalties
 from keras_disentangle._validation import (
     check_choice,
     check_non_negative,
@@ -22,7 +22,7 @@ class LatentCentroids(keras.layers.Layer):
         weight * mean_n min_j ‖h_n − C_j‖²
 
     to ``model.losses`` (computed as ``‖h‖² − 2 h C^T + ‖C‖²``, see
-    ``keras_disentangle.centroid_penalty.min_centroid_distance``), so the
+    ``keras_disentangle.penalties.min_centroid_distance``), so the
     encoder learns latents that gather around a few centroids while the
     centroids follow the latents (an online k-means). The penalty sees every
     sample of the batch, labelled or not; with a classification loss weighted
@@ -134,12 +134,12 @@ class LatentCentroids(keras.layers.Layer):
 
     def latents(self, inputs):
         """The ``(N, D)`` vectors the penalty sees (a random position per image)."""
-        return centroid_penalty.random_location(
+        return penalties.random_location(
             inputs, seed=self.seed_generator, data_format=self.data_format
         )
 
     def call(self, inputs):
-        distance = centroid_penalty.min_centroid_distance(
+        distance = penalties.min_centroid_distance(
             self.latents(inputs), self.centroids
         )
         self.add_loss(keras.ops.cast(self.weight, distance.dtype) * distance)
