@@ -1,0 +1,257 @@
+"""ClusteringScores and DisentanglementScores: scores reach logs, files, copies."""
+
+import copy
+import csv
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_disentangle import metrics
+from keras_disentangle.callbacks import ClusteringScores, DisentanglementScores
+
+
+def _data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    x = (np.eye(3)[labels] * 2 + rng.normal(size=(n, 3)) * 0.5).astype("float32")
+    x = np.hstack([x, rng.normal(size=(n, 3)).astype("float32")])
+    return x, labels
+
+
+def _model():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, activation="tanh", name="hidden")(inputs)
+    outputs = keras.layers.Dense(1, name="out")(hidden)
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", "mse")
+    return model
+
+
+def _fit(model, x, callbacks, epochs=2):
+    return model.fit(
+        x,
+        np.zeros((len(x), 1)),
+        epochs=epochs,
+        batch_size=32,
+        verbose=0,
+        callbacks=callbacks,
+    )
+
+
+def test_clustering_scores_reach_history_and_a_later_csv_logger(tmp_path):
+    x, labels = _data()
+    model = _model()
+    scores = ClusteringScores((x, labels), layer="hidden")
+    csv_path = tmp_path / "log.csv"
+    history = _fit(model, x, [scores, keras.callbacks.CSVLogger(str(csv_path))])
+    for key in ("val_ami", "val_nmi", "val_ari", "val_acc"):
+        assert len(history.history[key]) == 2
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    logged = [float(r["val_ami"]) for r in rows]
+    assert logged == pytest.approx(history.history["val_ami"])
+    # The last logged value is the score of the trained model's hidden layer,
+    # recomputed independently.
+    hidden = keras.Model(model.inputs, model.get_layer("hidden").output)
+    # The callback's default KMeans: n_init=3, seed 0.
+    expected = metrics.cluster_scores(hidden.predict(x, verbose=0), labels, n_init=3)
+    for key, value in expected.items():
+        assert history.history[f"val_{key}"][-1] == pytest.approx(value)
+        assert scores.scores[f"val_{key}"] == pytest.approx(value)
+    assert sorted(scores.scores_by_epoch) == [0, 1]
+
+
+def test_a_csv_logger_before_the_scores_misses_them(tmp_path):
+    # The documented ordering requirement: Keras hands one logs dict to the
+    # callbacks in list order.
+    x, labels = _data()
+    csv_path = tmp_path / "log.csv"
+    before = [keras.callbacks.CSVLogger(str(csv_path)), ClusteringScores((x, labels))]
+    history = _fit(_model(), x, before, epochs=1)
+    assert "val_ami" in history.history  # the History comes last
+    with open(csv_path) as f:
+        assert "val_ami" not in next(csv.DictReader(f))
+
+
+def test_kmeans_settings_and_threads():
+    x, labels = _data()
+    model = _model()
+    _fit(model, x, [], epochs=1)
+    out = model.predict(x, verbose=0)
+    for kwargs in ({"kmeans_kwargs": {"n_init": 10}, "threads": None}, {"seed": 4}):
+        callback = ClusteringScores((x, labels), **kwargs)
+        expected = metrics.cluster_scores(
+            out, labels, seed=callback.seed, n_init=callback.kmeans_kwargs["n_init"]
+        )
+        assert callback.evaluate(model) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="argument threads"):
+        ClusteringScores((x, labels), threads=0)
+    with pytest.raises(ValueError, match="argument kmeans_kwargs"):
+        ClusteringScores((x, labels), kmeans_kwargs=[("n_init", 2)])
+
+
+def test_early_stopping_sees_the_score():
+    x, labels = _data()
+    stopper = keras.callbacks.EarlyStopping("val_ami", mode="max", patience=100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(_model(), x, [ClusteringScores((x, labels), layer="hidden"), stopper])
+    assert not [w for w in caught if "val_ami" in str(w.message)]
+    assert np.isfinite(stopper.best)
+
+
+def test_layer_by_object_and_model_output_and_prefix():
+    x, labels = _data()
+    model = _model()
+    by_object = ClusteringScores((x, labels), layer=model.get_layer("hidden"))
+    output = ClusteringScores((x, labels), prefix="out_", n_clusters=2)
+    history = _fit(model, x, [by_object, output], epochs=1)
+    assert "out_ami" in history.history and "val_ami" in history.history
+    out = model.predict(x, verbose=0)
+    expected = metrics.cluster_scores(out, labels, n_clusters=2, n_init=3)
+    assert history.history["out_acc"][-1] == pytest.approx(expected["acc"])
+
+
+def test_every_scores_only_every_nth_epoch():
+    x, labels = _data()
+    scores = ClusteringScores((x, labels), layer="hidden", every=2)
+    history = _fit(_model(), x, [scores], epochs=4)
+    assert sorted(scores.scores_by_epoch) == [1, 3]
+    assert len(history.history["val_ami"]) == 2
+    assert len(history.history["loss"]) == 4
+
+
+def test_dataset_input_gives_the_same_scores_as_arrays():
+    x, labels = _data()
+    model = _model()
+    _fit(model, x, [], epochs=1)
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(25)
+    from_arrays = ClusteringScores((x, labels), layer="hidden")
+    from_dataset = ClusteringScores(dataset, layer="hidden")
+    assert from_dataset.evaluate(model) == pytest.approx(from_arrays.evaluate(model))
+    # A shuffled dataset keeps each embedding with its label (KMeans depends
+    # on the sample order, so compare the pairs rather than the scores).
+    shuffled = tf.data.Dataset.from_tensor_slices((x, labels)).shuffle(120).batch(25)
+    emb, lab = ClusteringScores(shuffled, layer="hidden").embed(model)
+    ref_emb, ref_lab = from_arrays.embed(model)
+    order = [int(np.argmin(((ref_emb - row) ** 2).sum(1))) for row in emb]
+    assert sorted(order) == list(range(120)) and order != list(range(120))
+    np.testing.assert_array_equal(lab, ref_lab[order])
+    np.testing.assert_allclose(emb, ref_emb[order], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_dataset", [False, True])
+def test_deepcopy_shares_data_and_forgets_the_model(use_dataset):
+    x, labels = _data()
+    data = (
+        tf.data.Dataset.from_tensor_slices((x, labels)).batch(40)
+        if use_dataset
+        else (x, labels)
+    )
+    original = ClusteringScores(data, layer="hidden", kmeans_kwargs={"n_init": 2})
+    _fit(_model(), x, [original], epochs=1)
+    clone = copy.deepcopy(original)
+    assert clone._data is original._data
+    assert clone.model is None and clone._embedder is None
+    assert clone.kmeans_kwargs == {"n_init": 2}
+    assert clone.kmeans_kwargs is not original.kmeans_kwargs
+    history = _fit(_model(), x, [clone], epochs=1)
+    assert "val_ami" in history.history
+    # A list of callbacks, as keras-tuner copies them.
+    copies = copy.deepcopy([original, DisentanglementScores(data)])
+    assert copies[1]._data is data
+
+
+def test_subclassed_model_inner_layer_raises_a_clear_error():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(4, name="hidden")
+            self.out = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    x, labels = _data()
+    net = Net()
+    net.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="subclassed"):
+        _fit(net, x, [ClusteringScores((x, labels), layer="hidden")], epochs=1)
+    # The model output is fine for a subclassed model.
+    history = _fit(net, x, [ClusteringScores((x, labels))], epochs=1)
+    assert "val_ami" in history.history
+
+
+def test_unknown_layer_and_multi_output_model_raise():
+    x, labels = _data()
+    with pytest.raises(ValueError, match="nope"):
+        _fit(_model(), x, [ClusteringScores((x, labels), layer="nope")], epochs=1)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, [keras.layers.Dense(2)(inputs)] * 2)
+    with pytest.raises(ValueError, match="several outputs"):
+        ClusteringScores((x, labels)).evaluate(model)
+
+
+def test_constructor_validates_arguments():
+    x, labels = _data()
+    with pytest.raises(ValueError, match="argument every"):
+        ClusteringScores((x, labels), every=0)
+    with pytest.raises(ValueError, match="argument prefix"):
+        ClusteringScores((x, labels), prefix=3)
+    with pytest.raises(ValueError, match="argument data"):
+        ClusteringScores(x)
+    with pytest.raises(ValueError, match="same number of samples"):
+        ClusteringScores((x, labels[:-1]))
+    with pytest.raises(ValueError, match="at least 2"):
+        ClusteringScores((x[:1], labels[:1]))
+    with pytest.raises(ValueError, match="argument layer"):
+        ClusteringScores((x, labels), layer=3)
+    with pytest.raises(ValueError, match="argument n_clusters"):
+        ClusteringScores((x, labels), n_clusters=0)
+    with pytest.raises(ValueError, match="argument fraction"):
+        DisentanglementScores(x, fraction=0)
+    with pytest.raises(ValueError, match="min_variance_fraction"):
+        DisentanglementScores(x, min_variance_fraction=-0.1)
+    with pytest.raises(ValueError, match="has no model"):
+        ClusteringScores((x, labels)).evaluate()
+
+
+def test_disentanglement_scores_match_the_metrics(tmp_path, capsys):
+    x, labels = _data()
+    model = _model()
+    scores = DisentanglementScores(
+        x, layer="hidden", verbose=1, fraction=0.95, min_variance_fraction=0.01
+    )
+    csv_path = tmp_path / "log.csv"
+    history = _fit(model, x, [scores, keras.callbacks.CSVLogger(str(csv_path))], 1)
+    h = keras.Model(model.inputs, model.get_layer("hidden").output).predict(
+        x, verbose=0
+    )
+    assert history.history["val_mapc"][-1] == pytest.approx(metrics.mapc(h, 0.01))
+    assert history.history["val_cvr"][-1] == pytest.approx(metrics.cvr(h))
+    assert history.history["val_ud95"][-1] == metrics.utilized_dimensions(h, 0.95)
+    with open(csv_path) as f:
+        assert "val_ud95" in next(csv.DictReader(f))
+    assert "DisentanglementScores val_mapc" in capsys.readouterr().out
+    # A dataset of (x, y) batches works too, and so does one of x batches.
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(50)
+    from_dataset = DisentanglementScores(dataset, layer="hidden", fraction=0.95)
+    assert from_dataset.evaluate(model)["cvr"] == pytest.approx(metrics.cvr(h))
+    x_only = tf.data.Dataset.from_tensor_slices(x).batch(50)
+    assert DisentanglementScores(x_only, layer="hidden").evaluate(model)[
+        "cvr"
+    ] == pytest.approx(metrics.cvr(h))
+
+
+def test_rank_3_layer_output_is_flattened():
+    x, labels = _data()
+    inputs = keras.Input((6,))
+    reshaped = keras.layers.Reshape((3, 2), name="grid")(inputs)
+    model = keras.Model(inputs, keras.layers.Flatten()(reshaped))
+    embeddings, _ = ClusteringScores((x, labels), layer="grid").embed(model)
+    assert embeddings.shape == (120, 6)
+    np.testing.assert_allclose(embeddings, x, rtol=1e-6)
