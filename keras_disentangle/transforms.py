@@ -1,0 +1,396 @@
+"""Random geometric transformations of images and their parameters, for AET.
+
+Pure ``keras.ops`` / ``keras.random`` functions. A transformation is a batch
+of ``3 x 3`` matrices ``M`` acting on homogeneous pixel coordinates
+``(x, y, 1)`` (``x`` the column, ``y`` the row, pixel centres at integers):
+the pixel at ``p`` of the input moves to ``M p`` (divided by its third
+coordinate) in the output. ``apply_transform`` hands the *inverse* map to
+``keras.ops.image.affine_transform``, whose 8 coefficients
+``[a0, a1, a2, b0, b1, b2, c0, c1]`` send an output point to the input point
+it is sampled from.
+
+Two families, with the defaults of the reference code of AET:
+
+- affine: ``M = T(c + t * size) R(theta) Sh(phi) S(s) T(-c)`` about the image
+  centre ``c``, with rotation ``theta`` in +-180 degrees, translation ``t`` in
+  +-0.2 of the width and height, scale ``s`` in [0.7, 1.3] and horizontal
+  shear ``phi`` in +-30 degrees; the regression targets are
+  ``(cos theta, sin theta, tx, ty, scale, shear)`` each rescaled to [-1, 1].
+- projective: the four image corners moved by up to +-0.125 of the width and
+  height, then a scale in [0.8, 1.2] and a rotation by a multiple of 90
+  degrees; the targets are the 8 coefficients of the homography in
+  normalised coordinates (``[-1, 1]`` across the image, ``h22 = 1``).
+
+The projective coefficients ``c0, c1`` of ``affine_transform`` take effect on
+the TensorFlow backend only (Keras ignores them on the others), so projective
+warps need ``KERAS_BACKEND=tensorflow``; affine warps run on every backend.
+
+References:
+    Zhang, Qi, Wang & Luo, "AET vs. AED: Unsupervised representation learning
+    by auto-encoding transformations rather than data", CVPR 2019, section 4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+__all__ = [
+    "sample_affine",
+    "affine_matrices",
+    "affine_targets",
+    "homography_from_corners",
+    "sample_projective",
+    "projective_targets",
+    "normalized_to_pixels",
+    "invert_3x3",
+    "apply_transform",
+]
+
+
+def sample_affine(
+    batch_size,
+    seed,
+    rotation: float = 180.0,
+    translation: float = 0.2,
+    scale: tuple[float, float] = (0.7, 1.3),
+    shear: float = 30.0,
+):
+    """Draws affine parameters uniformly in the given ranges.
+
+    Args:
+        batch_size: number of transformations ``N`` (an int or a scalar tensor).
+        seed: a ``keras.random.SeedGenerator`` (or an int).
+        rotation: the largest rotation, in degrees.
+        translation: the largest translation, as a fraction of the size.
+        scale: the ``(low, high)`` range of the scale factor.
+        shear: the largest horizontal shear angle, in degrees.
+
+    Returns:
+        A float32 tensor ``(N, 5)``: ``theta`` (radians), ``tx``, ``ty``
+        (fractions of the width and height), ``scale``, ``shear`` (radians).
+
+    Example:
+
+    >>> p = sample_affine(4, seed=0)
+    >>> tuple(p.shape)
+    (4, 5)
+    """
+    u = keras.random.uniform((batch_size, 5), minval=-1.0, maxval=1.0, seed=seed)
+    low, high = float(scale[0]), float(scale[1])
+    half, mid = (high - low) / 2.0, (high + low) / 2.0
+    factors = ops.convert_to_tensor(
+        [
+            math.radians(rotation),
+            translation,
+            translation,
+            half,
+            math.radians(shear),
+        ],
+        dtype=u.dtype,
+    )
+    offsets = ops.convert_to_tensor([0.0, 0.0, 0.0, mid, 0.0], dtype=u.dtype)
+    return u * factors + offsets
+
+
+def affine_targets(
+    params,
+    translation: float = 0.2,
+    scale: tuple[float, float] = (0.7, 1.3),
+    shear: float = 30.0,
+):
+    """The regression targets ``(cos, sin, tx, ty, scale, shear)`` in [-1, 1].
+
+    ``cos theta`` and ``sin theta`` are already in [-1, 1]; the other four are
+    divided by their largest magnitude (the scale centred on the middle of its
+    range first). A range of zero width gives a target of 0.
+
+    Args:
+        params: ``(N, 5)`` parameters from ``sample_affine``.
+        translation, scale, shear: the ranges given to ``sample_affine``.
+
+    Returns:
+        A tensor ``(N, 6)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> t = affine_targets(np.array([[0.0, 0.2, -0.1, 1.3, 0.0]]))
+    >>> np.round(np.asarray(t), 3).tolist()
+    [[1.0, 0.0, 1.0, -0.5, 1.0, 0.0]]
+    """
+    params = ops.convert_to_tensor(params)
+    low, high = float(scale[0]), float(scale[1])
+    half, mid = (high - low) / 2.0, (high + low) / 2.0
+
+    def rescale(v, radius):
+        return v / radius if radius > 0 else ops.zeros_like(v)
+
+    theta, tx, ty, s, phi = (params[:, k] for k in range(5))
+    return ops.stack(
+        [
+            ops.cos(theta),
+            ops.sin(theta),
+            rescale(tx, translation),
+            rescale(ty, translation),
+            rescale(s - mid, half),
+            rescale(phi, math.radians(shear)),
+        ],
+        axis=-1,
+    )
+
+
+def _matrix(rows):
+    """Stacks 3 rows of 3 ``(N,)`` tensors into ``(N, 3, 3)``."""
+    return ops.stack([ops.stack(r, axis=-1) for r in rows], axis=-2)
+
+
+def affine_matrices(params, height: int, width: int):
+    """Forward pixel-coordinate matrices ``(N, 3, 3)`` of affine parameters.
+
+    ``M = T(c + (tx W, ty H)) R(theta) Sh(phi) S(s) T(-c)`` with
+    ``c = ((W - 1) / 2, (H - 1) / 2)``, ``R = [[cos, -sin], [sin, cos]]``,
+    ``Sh = [[1, tan phi], [0, 1]]`` and ``S = s I``.
+
+    Args:
+        params: ``(N, 5)`` parameters from ``sample_affine``.
+        height, width: the image size in pixels.
+
+    Returns:
+        A tensor ``(N, 3, 3)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> m = affine_matrices(np.array([[0.0, 0.5, 0.0, 1.0, 0.0]]), 4, 4)
+    >>> np.asarray(m)[0, 0].tolist()
+    [1.0, 0.0, 2.0]
+    """
+    params = ops.convert_to_tensor(params)
+    theta, tx, ty, s, phi = (params[:, k] for k in range(5))
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    cos, sin, tan = ops.cos(theta), ops.sin(theta), ops.tan(phi)
+    # Linear part A = R Sh S.
+    a00 = s * cos
+    a01 = s * (cos * tan - sin)
+    a10 = s * sin
+    a11 = s * (sin * tan + cos)
+    b0 = cx + tx * width - (a00 * cx + a01 * cy)
+    b1 = cy + ty * height - (a10 * cx + a11 * cy)
+    zero, one = ops.zeros_like(s), ops.ones_like(s)
+    return _matrix([[a00, a01, b0], [a10, a11, b1], [zero, zero, one]])
+
+
+def invert_3x3(m):
+    """Inverts a batch of ``3 x 3`` matrices by the adjugate formula.
+
+    Args:
+        m: a tensor ``(N, 3, 3)`` of invertible matrices.
+
+    Returns:
+        A tensor ``(N, 3, 3)``, ``m^-1``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> np.asarray(invert_3x3(2.0 * np.eye(3)[None]))[0].diagonal().tolist()
+    [0.5, 0.5, 0.5]
+    """
+    m = ops.convert_to_tensor(m)
+    e = [[m[:, i, j] for j in range(3)] for i in range(3)]
+
+    def cof(i, j):
+        r = [k for k in range(3) if k != i]
+        c = [k for k in range(3) if k != j]
+        minor = e[r[0]][c[0]] * e[r[1]][c[1]] - e[r[0]][c[1]] * e[r[1]][c[0]]
+        return minor if (i + j) % 2 == 0 else -minor
+
+    cofactors = [[cof(i, j) for j in range(3)] for i in range(3)]
+    det = sum(e[0][j] * cofactors[0][j] for j in range(3))
+    # The adjugate is the transposed cofactor matrix.
+    return _matrix([[cofactors[j][i] / det for j in range(3)] for i in range(3)])
+
+
+def homography_from_corners(src, dst):
+    """Homographies ``H`` (``h22 = 1``) with ``H src_k ~ dst_k`` for 4 points.
+
+    Solves the 8 x 8 linear system of the direct linear transform:
+    ``u = (h0 x + h1 y + h2) / (h6 x + h7 y + 1)`` and
+    ``v = (h3 x + h4 y + h5) / (h6 x + h7 y + 1)`` for each pair
+    ``(x, y) -> (u, v)``.
+
+    Args:
+        src: ``(N, 4, 2)`` source points, no three collinear.
+        dst: ``(N, 4, 2)`` destination points.
+
+    Returns:
+        A tensor ``(N, 3, 3)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> sq = np.array([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]])
+    >>> h = homography_from_corners(sq, 2.0 * sq)
+    >>> np.round(np.asarray(h)[0], 6).tolist()
+    [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    src = ops.convert_to_tensor(src)
+    dst = ops.cast(ops.convert_to_tensor(dst), src.dtype)
+    rows, rhs = [], []
+    for k in range(4):
+        x, y = src[:, k, 0], src[:, k, 1]
+        u, v = dst[:, k, 0], dst[:, k, 1]
+        zero, one = ops.zeros_like(x), ops.ones_like(x)
+        rows.append(ops.stack([x, y, one, zero, zero, zero, -x * u, -y * u], -1))
+        rows.append(ops.stack([zero, zero, zero, x, y, one, -x * v, -y * v], -1))
+        rhs += [u, v]
+    a = ops.stack(rows, axis=1)
+    b = ops.expand_dims(ops.stack(rhs, axis=1), -1)
+    h = ops.squeeze(ops.solve(a, b), -1)
+    one = ops.ones_like(h[:, :1])
+    return ops.reshape(ops.concatenate([h, one], axis=-1), (-1, 3, 3))
+
+
+def sample_projective(
+    batch_size,
+    seed,
+    corner: float = 0.125,
+    scale: tuple[float, float] = (0.8, 1.2),
+):
+    """Draws homographies in normalised coordinates, as AET's reference.
+
+    Normalised coordinates put the image corners at ``(+-1, +-1)``. Each
+    corner moves by up to ``corner`` of the width and height (``2 * corner``
+    in normalised units), giving ``H_c``; then ``H = R(k * 90deg) s H_c``
+    with ``s`` uniform in ``scale`` and ``k`` uniform in {0, 1, 2, 3}.
+
+    Args:
+        batch_size: number of transformations ``N``.
+        seed: a ``keras.random.SeedGenerator`` (or an int).
+        corner: the largest corner displacement, a fraction of the size.
+        scale: the ``(low, high)`` range of the scale factor.
+
+    Returns:
+        A float32 tensor ``(N, 3, 3)`` with ``h22 = 1``.
+
+    Example:
+
+    >>> h = sample_projective(2, seed=0)
+    >>> tuple(h.shape)
+    (2, 3, 3)
+    """
+    corners = ops.convert_to_tensor(
+        [[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], dtype="float32"
+    )
+    src = ops.broadcast_to(corners, (batch_size, 4, 2))
+    shift = keras.random.uniform(
+        (batch_size, 4, 2), minval=-2.0 * corner, maxval=2.0 * corner, seed=seed
+    )
+    h_c = homography_from_corners(src, src + shift)
+    s = keras.random.uniform(
+        (batch_size,), minval=float(scale[0]), maxval=float(scale[1]), seed=seed
+    )
+    k = keras.random.randint((batch_size,), 0, 4, seed=seed)
+    angle = ops.cast(k, "float32") * (math.pi / 2.0)
+    cos, sin = ops.round(ops.cos(angle)), ops.round(ops.sin(angle))
+    zero, one = ops.zeros_like(s), ops.ones_like(s)
+    rs = _matrix(
+        [[s * cos, -s * sin, zero], [s * sin, s * cos, zero], [zero, zero, one]]
+    )
+    return ops.matmul(rs, h_c)
+
+
+def projective_targets(h):
+    """The 8 regression targets of homographies: ``h / h22``, first 8 entries.
+
+    Args:
+        h: ``(N, 3, 3)`` homographies (normalised coordinates).
+
+    Returns:
+        A tensor ``(N, 8)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> np.asarray(projective_targets(2.0 * np.eye(3)[None])).tolist()
+    [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
+    """
+    h = ops.convert_to_tensor(h)
+    h = h / h[:, 2:3, 2:3]
+    return ops.reshape(h, (-1, 9))[:, :8]
+
+
+def normalized_to_pixels(h, height: int, width: int):
+    """Conjugates normalised-coordinate matrices into pixel coordinates.
+
+    With ``P`` the map from pixels to normalised coordinates,
+    ``u = x / cx - 1, v = y / cy - 1`` (``cx = (W - 1) / 2``, ...), the pixel
+    matrix is ``P^-1 h P``.
+
+    Args:
+        h: ``(N, 3, 3)`` matrices in normalised coordinates.
+        height, width: the image size in pixels.
+
+    Returns:
+        A tensor ``(N, 3, 3)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> m = normalized_to_pixels(np.eye(3)[None], 5, 5)
+    >>> np.asarray(m)[0].tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    h = ops.convert_to_tensor(h)
+    cx, cy = max((width - 1) / 2.0, 0.5), max((height - 1) / 2.0, 0.5)
+    p = ops.convert_to_tensor(
+        [[1.0 / cx, 0.0, -1.0], [0.0, 1.0 / cy, -1.0], [0.0, 0.0, 1.0]],
+        dtype=h.dtype,
+    )
+    p_inv = ops.convert_to_tensor(
+        [[cx, 0.0, cx], [0.0, cy, cy], [0.0, 0.0, 1.0]], dtype=h.dtype
+    )
+    return ops.matmul(ops.matmul(p_inv, h), p)
+
+
+def apply_transform(
+    images,
+    matrices,
+    interpolation: str = "bilinear",
+    fill_mode: str = "constant",
+    fill_value: float = 0.0,
+):
+    """Warps ``images`` so that the pixel at ``p`` moves to ``M p``.
+
+    Args:
+        images: ``(N, H, W, C)`` channels-last images.
+        matrices: ``(N, 3, 3)`` forward pixel-coordinate matrices.
+        interpolation, fill_mode, fill_value: as
+            ``keras.ops.image.affine_transform``.
+
+    Returns:
+        The warped images, same shape and dtype as ``images``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.zeros((1, 3, 3, 1), "float32"); x[0, 1, 0, 0] = 1.0
+    >>> shift = np.array([[[1.0, 0, 1], [0, 1, 0], [0, 0, 1]]], "float32")
+    >>> y = apply_transform(x, shift, interpolation="nearest")
+    >>> np.asarray(y)[0, :, :, 0].tolist()[1]
+    [0.0, 1.0, 0.0]
+    """
+    images = ops.convert_to_tensor(images)
+    inverse = invert_3x3(ops.cast(matrices, "float32"))
+    inverse = inverse / inverse[:, 2:3, 2:3]
+    coefficients = ops.reshape(inverse, (-1, 9))[:, :8]
+    return ops.image.affine_transform(
+        images,
+        coefficients,
+        interpolation=interpolation,
+        fill_mode=fill_mode,
+        fill_value=fill_value,
+        data_format="channels_last",
+    )

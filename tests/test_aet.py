@@ -1,0 +1,208 @@
+"""AET: arguments, the loss against its recipe, saving, tuning and the example."""
+
+import importlib.util
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_disentangle  # noqa: F401  (registers the classes)
+from keras_disentangle import transforms
+from keras_disentangle.models import AET
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_encoder(shape=(8, 8, 1), seed=0, pool=True, regularizer=None):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape)
+    h = inputs if len(shape) == 3 else keras.layers.Reshape(shape + (1,))(inputs)
+    h = keras.layers.Conv2D(
+        4, 3, activation="relu", activity_regularizer=regularizer, name="conv"
+    )(h)
+    if pool:
+        h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, h, name="encoder")
+
+
+def images(n=32, shape=(8, 8, 1), seed=0):
+    return np.random.default_rng(seed).uniform(size=(n,) + shape).astype("float32")
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "examples" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bad_arguments_raise_value_errors_naming_them():
+    encoder = tiny_encoder()
+    cases = [
+        ({"transform": "elastic"}, "argument transform.*Received: transform='elastic'"),
+        ({"rotation": 200.0}, "argument rotation"),
+        ({"translation": -0.1}, "argument translation"),
+        ({"scale": (1.3, 0.7)}, "argument scale"),
+        ({"scale": 1.0}, "argument scale"),
+        ({"shear": 90.0}, "argument shear"),
+        ({"corner": 0.5}, "argument corner"),
+        ({"head_units": -1}, "argument head_units"),
+        ({"seed": -1}, "argument seed"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            AET(encoder, **kwargs)
+    with pytest.raises(ValueError, match="argument encoder"):
+        AET(keras.layers.Dense(3))
+    vectors = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="argument encoder.*images"):
+        AET(vectors)
+
+
+@pytest.mark.parametrize("transform", ["affine", "projective"])
+@pytest.mark.parametrize("pool", [True, False])
+def test_loss_is_the_mse_of_the_head_on_the_drawn_transforms(transform, pool):
+    encoder = tiny_encoder(pool=pool)
+    aet = AET(encoder, transform=transform, head_units=6, seed=5)
+    x = images(5)
+    state = np.asarray(aet.seed_generator.state).copy()
+    loss = float(aet.compute_loss(x, y_pred=aet(x), training=False))
+    # Replay the same random draw and recompute the loss by its recipe.
+    aet.seed_generator.state.assign(state)
+    matrices, targets = aet.sample_transforms(5)
+    warped = transforms.apply_transform(x, matrices)
+    f1, f2 = np.asarray(encoder(x)), np.asarray(encoder(warped))
+    if not pool:
+        f1, f2 = f1.mean(axis=(1, 2)), f2.mean(axis=(1, 2))
+    predicted = np.asarray(aet.head(np.concatenate([f1, f2], axis=-1)))
+    expected = np.mean((predicted - np.asarray(targets)) ** 2)
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert np.asarray(targets).shape == (5, 6 if transform == "affine" else 8)
+    # The warp differs between the two passes of a batch: the seed advances.
+    after = float(aet.compute_loss(x, y_pred=aet(x), training=False))
+    assert after != loss
+
+
+def test_fit_evaluate_predict_on_channel_less_images_with_regularizers():
+    shape = (8, 8)
+    encoder = tiny_encoder(shape, regularizer=keras.regularizers.L2(0.1))
+    aet = AET(encoder, head_units=0, seed=0)
+    aet.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
+    if keras.backend.backend() == "tensorflow":  # the TF warp has no XLA kernel
+        assert aet.jit_compile is False
+    x = images(64, shape)
+    history = aet.fit(x, epochs=2, batch_size=32, verbose=0)
+    assert {"loss", "transform_mse"} <= set(history.history)
+    results = aet.evaluate(x, verbose=0, return_dict=True)
+    assert results["loss"] > results["transform_mse"]  # the activity penalty
+    np.testing.assert_allclose(
+        aet.predict(x, verbose=0), encoder.predict(x, verbose=0), atol=1e-6
+    )
+
+
+def test_training_reduces_the_transform_error():
+    # Rotations only, of an asymmetric pattern: the head can learn them.
+    rng = np.random.default_rng(0)
+    x = np.zeros((128, 12, 12, 1), "float32")
+    x[:, 2:5, 3:9] = 1.0
+    x[:, 5:10, 3:5] = 1.0
+    x += rng.uniform(0, 0.05, size=x.shape).astype("float32")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    h = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(h))
+    encoder = keras.Model(inputs, h)
+    aet = AET(
+        encoder, translation=0.0, shear=0.0, scale=(1.0, 1.0), head_units=32, seed=0
+    )
+    aet.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = aet.evaluate(x, verbose=0, return_dict=True)["transform_mse"]
+    aet.fit(x, epochs=8, batch_size=32, verbose=0)
+    after = aet.evaluate(x, verbose=0, return_dict=True)["transform_mse"]
+    assert after < 0.1 * before
+
+
+def test_config_round_trip():
+    aet = AET(tiny_encoder(), transform="projective", head_units=7, corner=0.1, seed=2)
+    config = aet.get_config()
+    json.dumps(config)
+    assert config["scale"] == [0.8, 1.2] and isinstance(config["corner"], float)
+    clone = AET.from_config(config)
+    assert clone.get_config() == config
+    assert AET(tiny_encoder()).get_config()["scale"] == [0.7, 1.3]
+
+
+def test_save_reload_in_a_fresh_process_gives_identical_predictions(tmp_path):
+    aet = AET(tiny_encoder(pool=False), transform="projective", head_units=4, seed=1)
+    aet.compile(optimizer="adam")
+    x = images(32)
+    aet.fit(x, epochs=1, batch_size=16, verbose=0)
+    path = tmp_path / "aet.keras"
+    aet.save(path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "pred.npy", aet.predict(x, verbose=0))
+    script = f"""
+import numpy as np, keras, keras_disentangle
+model = keras.saving.load_model({str(path)!r})
+assert type(model).__name__ == "AET", type(model)
+assert model.transform == "projective" and model.head_units == 4
+x = np.load({str(tmp_path / "x.npy")!r})
+expected = np.load({str(tmp_path / "pred.npy")!r})
+np.testing.assert_array_equal(model.predict(x, verbose=0), expected)
+model.fit(x, epochs=1, batch_size=16, verbose=0)
+print("OK")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OK" in done.stdout
+
+
+def test_keras_tuner_search_over_head_units(tmp_path):
+    kt = pytest.importorskip("keras_tuner")
+
+    def build(hp):
+        aet = AET(tiny_encoder(), head_units=hp.Choice("head_units", [0, 8]), seed=0)
+        aet.compile(optimizer="adam")
+        return aet
+
+    tuner = kt.GridSearch(
+        build,
+        objective=kt.Objective("val_transform_mse", "min"),
+        max_trials=2,
+        directory=tmp_path,
+        project_name="aet",
+        overwrite=True,
+    )
+    tuner.search(
+        images(32),
+        epochs=1,
+        batch_size=16,
+        validation_data=(images(16, seed=1),),
+        verbose=0,
+    )
+    assert len(tuner.oracle.trials) == 2
+    assert tuner.get_best_hyperparameters()[0].get("head_units") in (0, 8)
+
+
+def test_example_quick_runs():
+    result = load_example("aet_mnist").main(["--quick"])
+    (row,) = result["rows"]
+    for key in ("trained", "untrained"):
+        assert 0.0 <= row[key] <= 1.0
+    assert math.isfinite(row["final_loss"])
+
+
+@pytest.mark.slow
+def test_example_trained_features_beat_untrained():
+    result = load_example("aet_mnist").main([])
+    assert result["trained_beats_untrained_every_seed"], result
+    assert result["trained_mean"] > result["untrained_mean"] + 0.02, result

@@ -1,0 +1,190 @@
+"""Random warps for AET: matrices against NumPy, pixels moved where expected."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_disentangle import transforms
+
+
+def np_affine(theta, tx, ty, s, phi, height, width):
+    """T(c + t size) R Sh S T(-c), composed from explicit matrices."""
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    shift_back = np.array(
+        [[1, 0, cx + tx * width], [0, 1, cy + ty * height], [0, 0, 1]]
+    )
+    rotate = np.array(
+        [
+            [math.cos(theta), -math.sin(theta), 0],
+            [math.sin(theta), math.cos(theta), 0],
+            [0, 0, 1],
+        ]
+    )
+    shear = np.array([[1, math.tan(phi), 0], [0, 1, 0], [0, 0, 1]])
+    scale = np.diag([s, s, 1.0])
+    centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]])
+    return shift_back @ rotate @ shear @ scale @ centre
+
+
+def np_warp_nearest(image, matrix):
+    """Output pixel (r, c) takes the input at round(M^-1 (c, r, 1)), else 0."""
+    inverse = np.linalg.inv(matrix)
+    out = np.zeros_like(image)
+    height, width = image.shape[:2]
+    for r in range(height):
+        for c in range(width):
+            q = inverse @ np.array([c, r, 1.0])
+            x, y = q[0] / q[2], q[1] / q[2]
+            xi, yi = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+            if 0 <= xi < width and 0 <= yi < height:
+                out[r, c] = image[yi, xi]
+    return out
+
+
+def test_sample_affine_ranges_and_targets():
+    params = np.asarray(transforms.sample_affine(2000, seed=0))
+    theta, tx, ty, s, phi = params.T
+    assert np.abs(theta).max() <= math.pi and np.abs(theta).max() > 3.0
+    assert np.abs(tx).max() <= 0.2 and np.abs(ty).max() > 0.19
+    assert 0.7 <= s.min() and s.max() <= 1.3 and s.max() - s.min() > 0.55
+    assert np.abs(phi).max() <= math.radians(30)
+    targets = np.asarray(transforms.affine_targets(params))
+    assert targets.shape == (2000, 6)
+    assert np.abs(targets).max() <= 1.0 + 1e-6
+    assert np.abs(targets).max(axis=0).min() > 0.95  # every target spans [-1, 1]
+    np.testing.assert_allclose(targets[:, 0], np.cos(theta), atol=1e-6)
+    np.testing.assert_allclose(targets[:, 4], (s - 1.0) / 0.3, atol=1e-5)
+    np.testing.assert_allclose(targets[:, 5], phi / math.radians(30), atol=1e-5)
+
+
+def test_sample_affine_reproducible_with_seed_generator():
+    a = np.asarray(transforms.sample_affine(4, keras.random.SeedGenerator(3)))
+    b = np.asarray(transforms.sample_affine(4, keras.random.SeedGenerator(3)))
+    generator = keras.random.SeedGenerator(3)
+    transforms.sample_affine(4, generator)
+    c = np.asarray(transforms.sample_affine(4, generator))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_affine_matrices_match_numpy_composition():
+    rng = np.random.default_rng(0)
+    params = np.stack(
+        [
+            rng.uniform(-3, 3, 5),
+            rng.uniform(-0.2, 0.2, 5),
+            rng.uniform(-0.2, 0.2, 5),
+            rng.uniform(0.7, 1.3, 5),
+            rng.uniform(-0.5, 0.5, 5),
+        ],
+        axis=1,
+    )
+    got = np.asarray(transforms.affine_matrices(params, 10, 14))
+    for k in range(5):
+        np.testing.assert_allclose(got[k], np_affine(*params[k], 10, 14), atol=1e-10)
+
+
+def test_invert_3x3_matches_numpy():
+    m = np.random.default_rng(1).normal(size=(6, 3, 3)) + 3 * np.eye(3)
+    np.testing.assert_allclose(
+        np.asarray(transforms.invert_3x3(m)), np.linalg.inv(m), rtol=1e-9, atol=1e-12
+    )
+
+
+def _single_pixel(height, width, row, col):
+    x = np.zeros((1, height, width, 1), "float32")
+    x[0, row, col, 0] = 1.0
+    return x
+
+
+def _where(image):
+    return tuple(int(v) for v in np.argwhere(np.asarray(image)[0, :, :, 0] > 0.5)[0])
+
+
+def test_translation_moves_a_known_pixel():
+    # tx = 0.25 of a width of 8 is 2 pixels to the right; ty = -0.125: 1 up.
+    m = transforms.affine_matrices(np.array([[0.0, 0.25, -0.125, 1.0, 0.0]]), 8, 8)
+    out = transforms.apply_transform(_single_pixel(8, 8, 3, 2), m, "nearest")
+    assert _where(out) == (2, 4)
+    assert float(np.asarray(out).sum()) == 1.0
+
+
+def test_rotation_by_90_degrees_moves_a_known_pixel():
+    # About the centre (3, 3) of a 7 x 7 image, R(90) sends (x, y) = (2, 1),
+    # i.e. (-1, -2) from the centre, to (2, -1) from it: (x, y) = (5, 2).
+    m = transforms.affine_matrices(np.array([[math.pi / 2, 0.0, 0.0, 1.0, 0.0]]), 7, 7)
+    out = transforms.apply_transform(_single_pixel(7, 7, 1, 2), m, "nearest")
+    assert _where(out) == (2, 5)
+
+
+def test_scale_moves_a_known_pixel_away_from_the_centre():
+    m = transforms.affine_matrices(np.array([[0.0, 0.0, 0.0, 2.0, 0.0]]), 9, 9)
+    out = transforms.apply_transform(_single_pixel(9, 9, 4, 5), m, "nearest")
+    assert np.asarray(out)[0, 4, 6, 0] == 1.0  # column 5 = centre + 1 -> + 2
+
+
+def test_homography_from_corners_matches_numpy_solve():
+    rng = np.random.default_rng(2)
+    src = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    src = np.broadcast_to(src, (4, 4, 2))
+    dst = src + rng.uniform(-0.25, 0.25, size=(4, 4, 2))
+    got = np.asarray(transforms.homography_from_corners(src, dst))
+    for k in range(4):
+        # Independent: solve with the 9-vector null space (SVD) of the DLT.
+        rows = []
+        for (x, y), (u, v) in zip(src[k], dst[k], strict=True):
+            rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
+            rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
+        h = np.linalg.svd(np.array(rows))[2][-1].reshape(3, 3)
+        np.testing.assert_allclose(got[k], h / h[2, 2], atol=1e-9)
+        for p, q in zip(src[k], dst[k], strict=True):
+            w = got[k] @ np.array([p[0], p[1], 1.0])
+            np.testing.assert_allclose(w[:2] / w[2], q, atol=1e-9)
+
+
+def test_sample_projective_and_targets():
+    h = np.asarray(transforms.sample_projective(500, seed=0))
+    np.testing.assert_allclose(h[:, 2, 2], 1.0, atol=1e-6)
+    targets = np.asarray(transforms.projective_targets(h))
+    np.testing.assert_allclose(targets, h.reshape(-1, 9)[:, :8], atol=1e-6)
+    # The corners end up within scale * (1 + 2 * 0.125) of the centre, and
+    # the rotation takes all four multiples of 90 degrees.
+    corners = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]], float)
+    moved = np.einsum("nij,kj->nki", h, corners)
+    moved = moved[..., :2] / moved[..., 2:]
+    assert np.abs(moved).max() <= 1.2 * 1.25 + 1e-4
+    quadrant = np.sign(moved[:, 2] - moved[:, 0])  # the image diagonal's direction
+    assert len({tuple(q) for q in quadrant}) == 4
+
+
+def test_projective_warp_matches_numpy_nearest_neighbour():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(size=(1, 12, 10, 1)).astype("float32")
+    h = transforms.sample_projective(1, seed=4)
+    m = np.asarray(transforms.normalized_to_pixels(h, 12, 10))
+    assert abs(m[0, 2, 0]) + abs(m[0, 2, 1]) > 1e-4  # truly projective
+    got = np.asarray(transforms.apply_transform(image, m, "nearest"))[0, :, :, 0]
+    expected = np_warp_nearest(image[0, :, :, 0], m[0].astype("float64"))
+    assert np.mean(np.isclose(got, expected)) > 0.97
+
+
+def test_normalized_to_pixels_maps_corners():
+    h = np.asarray(transforms.sample_projective(3, seed=1))
+    m = np.asarray(transforms.normalized_to_pixels(h, 5, 9))
+    for k in range(3):
+        # The pixel corner (0, 0) is (-1, -1) in normalised coordinates.
+        w = h[k] @ np.array([-1.0, -1.0, 1.0])
+        u, v = w[:2] / w[2]
+        p = m[k] @ np.array([0.0, 0.0, 1.0])
+        np.testing.assert_allclose(p[:2] / p[2], [(u + 1) * 4, (v + 1) * 2], atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 6, 1), (3, 5, 7, 3)])
+def test_identity_transform_leaves_images_unchanged(shape):
+    x = np.random.default_rng(4).uniform(size=shape).astype("float32")
+    m = np.broadcast_to(np.eye(3, dtype="float32"), (shape[0], 3, 3))
+    np.testing.assert_allclose(
+        np.asarray(transforms.apply_transform(x, m)), x, atol=1e-6
+    )
