@@ -1,1 +1,5 @@
 """Self-supervised and clustering models (``keras.Model`` subclasses)."""
+
+from keras_disentangle.models.aet import AET  # noqa: F401
+from keras_disentangle.models.deep_info_max import DeepInfoMax  # noqa: F401
+from keras_disentangle.models.imsat import IMSAT  # noqa: F401
