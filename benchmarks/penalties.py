@@ -39,8 +39,7 @@ def all_pairs_activity_kl_margin(h, margin):
     log_s = ops.log_softmax(h, axis=-1)
     s = ops.exp(log_s)
     kl = ops.sum(
-        ops.expand_dims(s, 1)
-        * (ops.expand_dims(log_s, 1) - ops.expand_dims(log_s, 0)),
+        ops.expand_dims(s, 1) * (ops.expand_dims(log_s, 1) - ops.expand_dims(log_s, 0)),
         axis=-1,
     )
     hinge = ops.relu(margin - kl)
@@ -89,8 +88,13 @@ def penalty_speed(repeats):
         fast = _time(fast_step, h, repeats)
         slow = _time(slow_step, h, slow_repeats)
         rows.append(
-            {"N": n, "k": k, "matmul_ms": 1e3 * fast, "all_pairs_ms": 1e3 * slow,
-             "speedup": slow / fast}
+            {
+                "N": n,
+                "k": k,
+                "matmul_ms": 1e3 * fast,
+                "all_pairs_ms": 1e3 * slow,
+                "speedup": slow / fast,
+            }
         )
     return rows
 
@@ -130,9 +134,9 @@ def penalty_memory():
                 text=True,
                 check=True,
             )
-            row[f"{variant}_peak_mib"] = json.loads(out.stdout.strip().splitlines()[-1])[
-                "peak_mib"
-            ]
+            row[f"{variant}_peak_mib"] = json.loads(
+                out.stdout.strip().splitlines()[-1]
+            )["peak_mib"]
         rows.append(row)
     return rows
 
@@ -181,7 +185,7 @@ VARIANTS = [
 ]
 
 
-def step_overhead(repeats, steps=10, batch=512):
+def step_overhead(repeats, steps=5, batch=512):
     import keras
 
     keras.utils.set_random_seed(0)
@@ -193,12 +197,19 @@ def step_overhead(repeats, steps=10, batch=512):
     targets = {
         v: {"out": y, "fc1": digits} if v == "LabelledKLMargin" else y for v in VARIANTS
     }
+
     def batches(v):
         t = targets[v]
         for i in range(steps):
             part = slice(i * batch, (i + 1) * batch)
-            yield x[part], ({k: a[part] for k, a in t.items()} if isinstance(t, dict)
-                            else t[part])
+            yield (
+                x[part],
+                (
+                    {k: a[part] for k, a in t.items()}
+                    if isinstance(t, dict)
+                    else t[part]
+                ),
+            )
 
     for v, model in models.items():  # compile the train functions
         for xb, yb in batches(v):
@@ -235,6 +246,12 @@ def _print(rows, title):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--step-repeats",
+        type=int,
+        default=15,
+        help="interleaved rounds of 5 training steps per penalty (minimum kept)",
+    )
     parser.add_argument("--memory", action="store_true", help="also peak memory")
     parser.add_argument("--skip-steps", action="store_true")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
@@ -247,7 +264,9 @@ def main(argv=None):
     if args.memory:
         _print(penalty_memory(), "peak resident memory growth (MiB)")
     if not args.skip_steps:
-        _print(step_overhead(args.repeats), "training step, batch 512 (ratio to none)")
+        _print(
+            step_overhead(args.step_repeats), "training step, batch 512 (ratio to none)"
+        )
 
 
 if __name__ == "__main__":

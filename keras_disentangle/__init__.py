@@ -7,13 +7,15 @@ saved to ``.keras`` load back with ``keras.saving.load_model``.
 
 import importlib
 
-from keras_disentangle import penalties  # noqa: F401
-from keras_disentangle import regularizers  # noqa: F401
-from keras_disentangle import losses  # noqa: F401
-from keras_disentangle import layers  # noqa: F401
-from keras_disentangle import models  # noqa: F401
-from keras_disentangle import metrics  # noqa: F401
-from keras_disentangle import callbacks  # noqa: F401
+from keras_disentangle import (
+    callbacks,  # noqa: F401
+    layers,  # noqa: F401
+    losses,  # noqa: F401
+    metrics,  # noqa: F401
+    models,  # noqa: F401
+    penalties,  # noqa: F401
+    regularizers,  # noqa: F401
+)
 
 __version__ = "0.1.0"
 

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -20,7 +19,10 @@ ACTIVITY = {
         lambda h: penalties.activity_kl_margin(h, 0.8),
     ),
     "DeCov": (lambda: regularizers.DeCov(weight=0.3), penalties.decov),
-    "CovarianceL1": (lambda: regularizers.CovarianceL1(weight=0.3), penalties.covariance_l1),
+    "CovarianceL1": (
+        lambda: regularizers.CovarianceL1(weight=0.3),
+        penalties.covariance_l1,
+    ),
 }
 
 
@@ -160,6 +162,24 @@ def _build(kind):
 
 KINDS = ["kernel", "activity", "decov", "l1", "xcov", "labelled"]
 
+RELOAD_SCRIPT = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, keras
+import keras_disentangle  # registers the custom objects
+path, kinds = sys.argv[1], json.loads(sys.argv[2])
+x, y = np.load(os.path.join(path, "x.npy")), np.load(os.path.join(path, "y.npy"))
+out = {}
+for kind in kinds:
+    model = keras.saving.load_model(os.path.join(path, kind + ".keras"))
+    t = y
+    if kind == "labelled":
+        t = {"out": y, "fc1": (y[:, 0] > 0).astype("int32")}
+    logs = model.evaluate(x, t, batch_size=64, verbose=0, return_dict=True)
+    out[kind] = float(logs["loss"])
+print("RESULT" + json.dumps(out))
+"""
+
 
 def test_fit_save_and_reload_in_fresh_process(tmp_path):
     keras.utils.set_random_seed(0)
@@ -169,9 +189,9 @@ def test_fit_save_and_reload_in_fresh_process(tmp_path):
     losses_before = {}
     for kind in KINDS:
         model = _build(kind)
-        targets = {"out": y, "fc1": (y[:, 0] > 0).astype("int32")} if kind == (
-            "labelled"
-        ) else y
+        targets = y
+        if kind == "labelled":
+            targets = {"out": y, "fc1": (y[:, 0] > 0).astype("int32")}
         history = model.fit(x, targets, epochs=2, batch_size=16, verbose=0)
         assert np.isfinite(history.history["loss"]).all()
         losses_before[kind] = float(
@@ -183,23 +203,11 @@ def test_fit_save_and_reload_in_fresh_process(tmp_path):
             # The penalty really reaches the total loss.
             assert len(model.losses) >= 1
         model.save(tmp_path / f"{kind}.keras")
-    script = textwrap.dedent(
-        f"""
-        import json, os
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        import numpy as np, keras
-        import keras_disentangle  # registers the custom objects
-        x = np.load({str(tmp_path / "x.npy")!r}); y = np.load({str(tmp_path / "y.npy")!r})
-        out = {{}}
-        for kind in {KINDS!r}:
-            model = keras.saving.load_model(os.path.join({str(tmp_path)!r}, kind + ".keras"))
-            t = {{"out": y, "fc1": (y[:, 0] > 0).astype("int32")}} if kind == "labelled" else y
-            out[kind] = float(model.evaluate(x, t, batch_size=64, verbose=0, return_dict=True)["loss"])
-        print("RESULT" + json.dumps(out))
-        """
-    )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", RELOAD_SCRIPT, str(tmp_path), json.dumps(KINDS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     line = [s for s in result.stdout.splitlines() if s.startswith("RESULT")][0]
