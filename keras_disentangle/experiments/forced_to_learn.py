@@ -1,0 +1,574 @@
+"""``keras-disentangle forced-to-learn``: Romanov & Rumshisky (2017), Table 1.
+
+A recurrent classifier is trained on a coarse binary task (digits 0-4 against
+5-9) and the 15-unit layer FC_1 before its sigmoid output is clustered with
+KMeans into 10 clusters; the Adjusted and Normalized Mutual Information of
+the clusters with the 10 digit classes measure how much of the fine structure
+the representation kept without ever seeing the digit labels. Five variants
+are compared: the baseline, DeCov and XCov on FC_1, and the paper's
+L_single (KL-margin hinge between FC_1's weight vectors, on its kernel) and
+L_multi (KL-margin hinge between same-label samples' FC_1 activations, eq. 4).
+
+The model is the paper's Figure 1 with one change: the paper reads MNIST as
+pen-stroke sequences, which are not available offline, so the recurrent layer
+reads the image row by row (28 steps of 28 pixels; 8 of 8 for ``digits``).
+
+L_multi uses the binary task labels as its labels: they are the only labels
+available in training (eq. 4 pushes apart the FC_1 distributions of pairs that
+share a label). It is a ``LabelledKLMargin`` loss on a named FC_1 output,
+weighted with ``loss_weights``.
+
+Hyperparameters are chosen on the validation split only (``--tune``); the
+test split is used once, for the reported scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+from keras_disentangle.experiments import _common
+
+NAME = "forced-to-learn"
+HELP = (
+    "Romanov & Rumshisky (2017) Table 1: KMeans AMI/NMI of FC_1 of a binary "
+    "(0-4 vs 5-9) recurrent classifier, baseline vs DeCov, XCov, L_single, "
+    "L_multi"
+)
+
+VARIANTS = ("baseline", "decov", "xcov", "l_single", "l_multi")
+
+#: The hyperparameters (option names) of each variant.
+PARAMS = {
+    "baseline": (),
+    "decov": ("decov_weight",),
+    "xcov": ("xcov_weight",),
+    "l_single": ("single_margin", "single_weight"),
+    "l_multi": ("multi_margin", "multi_weight"),
+}
+
+#: Defaults, chosen once by the ``--tune`` search below on the validation
+#: split of mnist_5k (40 epochs, seeds 1000-1001, best mean validation AMI);
+#: the README lists the grid and the validation scores.
+DEFAULTS = {
+    "decov_weight": 0.001,
+    "xcov_weight": 1.0,
+    "single_margin": 5.0,
+    "single_weight": 1.0,
+    "multi_margin": 0.1,
+    "multi_weight": 1.0,
+}
+
+#: The validation grid of ``--tune`` (the paper: margin 5-10 for L_single,
+#: 0.1-1 for L_multi).
+GRID = {
+    "decov_weight": (0.0001, 0.001, 0.01, 0.1),
+    "xcov_weight": (0.1, 1.0, 10.0),
+    "single_margin": (5.0, 10.0),
+    "single_weight": (0.001, 0.01, 0.1, 1.0, 10.0),
+    "multi_margin": (0.1, 0.5, 1.0),
+    "multi_weight": (0.1, 1.0, 10.0),
+}
+QUICK_GRID = {
+    "decov_weight": (0.001,),
+    "xcov_weight": (0.1, 1.0),
+    "single_margin": (5.0,),
+    "single_weight": (1.0,),
+    "multi_margin": (0.1,),
+    "multi_weight": (0.1, 1.0),
+}
+
+TABLE_COLUMNS = [
+    "variant",
+    "hyperparameters",
+    "ami",
+    "ami_std",
+    "nmi",
+    "nmi_std",
+    "binary_acc",
+    "binary_acc_std",
+    "kernel_kl_max",
+]
+
+_FLAGS = {
+    "decov_weight": "--decov-weight",
+    "xcov_weight": "--xcov-weight",
+    "single_margin": "--single-margin",
+    "single_weight": "--single-weight",
+    "multi_margin": "--multi-margin",
+    "multi_weight": "--multi-weight",
+}
+_HELPS = {
+    "decov_weight": "DeCov weight on FC_1's activity",
+    "xcov_weight": "XCov weight between FC_2's output and FC_1",
+    "single_margin": "L_single margin (KL between FC_1's weight vectors)",
+    "single_weight": "L_single weight (kernel regularizer of FC_1)",
+    "multi_margin": "L_multi margin (KL between same-label FC_1 outputs)",
+    "multi_weight": "L_multi weight (loss weight of FC_1's output)",
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Adds the options of ``forced-to-learn`` to ``parser``."""
+    parser.add_argument(
+        "--data",
+        choices=("mnist_5k", "digits", "mnist"),
+        default="mnist_5k",
+        help="mnist_5k: 5,000 real MNIST digits (offline); digits: "
+        "scikit-learn's 8x8 digits; mnist: the full set (downloads)",
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated subset of " + ", ".join(VARIANTS),
+    )
+    for key, flag in _FLAGS.items():
+        parser.add_argument(
+            flag,
+            dest=key,
+            type=float,
+            default=None,
+            help=f"{_HELPS[key]} (default {DEFAULTS[key]:g}, chosen on validation)",
+        )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="redo the validation search of the penalties' hyperparameters "
+        "(grid below, validation AMI) before the test run; a value given on "
+        "the command line is kept fixed",
+    )
+    parser.add_argument(
+        "--tune-only",
+        action="store_true",
+        help="run the validation search of --tune, write tune.csv and stop",
+    )
+    parser.add_argument(
+        "--tune-seeds",
+        type=int,
+        default=None,
+        help="seeds per grid point in --tune (default 2; 1 with --quick); "
+        "they differ from the test run's seeds",
+    )
+    parser.add_argument(
+        "--rnn", choices=("lstm", "gru"), default="lstm", help="recurrent layer"
+    )
+    parser.add_argument(
+        "--rnn-units", type=int, default=64, help="units of the recurrent layer"
+    )
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam")
+    parser.add_argument(
+        "--n-clusters", type=int, default=10, help="KMeans clusters (10 digits)"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Data and model
+
+
+def load_data(name: str, quick: bool = False):
+    """Splits of ``(x, digit labels)``; ``x`` is ``(N, rows, columns)``.
+
+    With ``quick``, the train split is cut to its first 1,200 samples (the
+    split is already shuffled).
+    """
+    from keras_disentangle import datasets
+
+    if name == "mnist_5k":
+        splits = datasets.mnist_5k()
+    elif name == "digits":
+        splits = datasets.digits()
+    else:
+        splits = datasets.mnist()
+    if quick:
+        (x, y), validation, test = splits
+        splits = datasets.Splits((x[:1200], y[:1200]), validation, test)
+    return splits
+
+
+def binary_labels(digits):
+    """Romanov & Rumshisky's coarse task: 0 for digits 0-4, 1 for 5-9."""
+    from keras_disentangle import datasets
+
+    return datasets.binary_groups(digits).astype("float32")
+
+
+def build_model(
+    variant: str,
+    params: dict,
+    input_shape: tuple,
+    rnn: str = "lstm",
+    rnn_units: int = 64,
+    learning_rate: float = 1e-3,
+):
+    """The model of the paper's Figure 1 with the penalty of ``variant``.
+
+    ``recurrent layer over the rows -> FC_1 (15, ReLU) -> FC_2 (1, sigmoid)``.
+    FC_1 is the layer named ``"fc1"``. For ``l_multi`` the model has two
+    outputs, ``{"fc2": prediction, "fc1": FC_1}``; otherwise one.
+
+    Returns:
+        A compiled ``keras.Model``.
+    """
+    import keras
+
+    from keras_disentangle import layers, losses, regularizers
+
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"Invalid value for argument variant: expected one of {VARIANTS}. "
+            f"Received: variant={variant!r}"
+        )
+    fc1_options = {}
+    if variant == "decov":
+        fc1_options["activity_regularizer"] = regularizers.DeCov(
+            weight=params["decov_weight"]
+        )
+    elif variant == "l_single":
+        fc1_options["kernel_regularizer"] = regularizers.KernelKLMargin(
+            margin=params["single_margin"], weight=params["single_weight"]
+        )
+    recurrent = keras.layers.LSTM if rnn == "lstm" else keras.layers.GRU
+
+    inputs = keras.Input(input_shape, name="rows")
+    r = recurrent(rnn_units, name=rnn)(inputs)
+    h = keras.layers.Dense(15, activation="relu", name="fc1", **fc1_options)(r)
+    y = keras.layers.Dense(1, activation="sigmoid", name="fc2")(h)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if variant == "xcov":
+        y = layers.XCovPenalty(weight=params["xcov_weight"], name="xcov")([y, h])
+    if variant == "l_multi":
+        model = keras.Model(inputs, {"fc2": y, "fc1": h})
+        model.compile(
+            optimizer,
+            loss={
+                "fc2": "binary_crossentropy",
+                "fc1": losses.LabelledKLMargin(margin=params["multi_margin"]),
+            },
+            loss_weights={"fc2": 1.0, "fc1": params["multi_weight"]},
+        )
+    else:
+        model = keras.Model(inputs, y)
+        model.compile(optimizer, loss="binary_crossentropy")
+    return model
+
+
+def fc1_and_prediction(model, x, batch_size: int = 512):
+    """FC_1's output ``(N, 15)`` and the sigmoid output FC_2 ``(N,)`` for ``x``.
+
+    One ``predict`` call on a two-output view of the trained model.
+    """
+    import keras
+
+    view = keras.Model(
+        model.inputs, [model.get_layer("fc1").output, model.get_layer("fc2").output]
+    )
+    h, p = view.predict(x, batch_size=batch_size, verbose=0)
+    return h, p.reshape(-1)
+
+
+def _single_threaded():
+    """Limits OpenMP (scikit-learn's KMeans) to one thread in a ``with`` block.
+
+    On a few hundred points a second thread gains nothing, and on a loaded
+    machine OpenMP's spinning threads made KMeans 100-300x slower (measured:
+    11 KMeans fits of 750 x 15 points, 0.4 s with one thread, 112 s with two
+    on 2 cores shared with other jobs).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
+
+
+def kernel_kl_max(model) -> float:
+    """The largest KL divergence between two of FC_1's weight distributions.
+
+    ``d_k = softmax(W[:, k])`` over the fan-in, as in L_single; the hinge of
+    L_single switches off for a pair once this exceeds the margin.
+    """
+    import numpy as np
+
+    from keras_disentangle import penalties
+
+    kernel = model.get_layer("fc1").kernel
+    kl = np.array(penalties.pairwise_kl(np.asarray(kernel).T))
+    np.fill_diagonal(kl, -np.inf)
+    return float(kl.max())
+
+
+def train_and_score(
+    variant: str,
+    params: dict,
+    splits,
+    seed: int,
+    epochs: int,
+    options,
+    evaluate_on: tuple = ("validation", "test"),
+):
+    """Trains one model and scores FC_1 on the requested splits.
+
+    Returns:
+        ``(row, model, features)``: ``row`` holds ``<split>_ami``,
+        ``<split>_nmi``, ``<split>_acc`` (binary accuracy) for each split in
+        ``evaluate_on``, ``kernel_kl_max`` and ``seconds`` (training and
+        scoring); ``features`` maps each split to FC_1's output on it.
+    """
+    import numpy as np
+
+    from keras_disentangle.metrics import cluster_scores
+
+    _common.set_seed(seed)
+    x_train, y_train = splits.train
+    b_train = binary_labels(y_train)
+    model = build_model(
+        variant,
+        params,
+        x_train.shape[1:],
+        rnn=options.rnn,
+        rnn_units=options.rnn_units,
+        learning_rate=options.learning_rate,
+    )
+    targets = {"fc2": b_train, "fc1": b_train} if variant == "l_multi" else b_train
+    start = time.perf_counter()
+    model.fit(
+        x_train,
+        targets,
+        batch_size=options.batch_size,
+        epochs=epochs,
+        shuffle=True,
+        verbose=2 if options.verbose else 0,
+    )
+    xs = [getattr(splits, split)[0] for split in evaluate_on]
+    h_all, p_all = fc1_and_prediction(model, np.concatenate(xs))
+    row, features, offset = {}, {}, 0
+    for split, x in zip(evaluate_on, xs, strict=True):
+        y = getattr(splits, split)[1]
+        h = h_all[offset : offset + len(x)]
+        p = p_all[offset : offset + len(x)]
+        offset += len(x)
+        with _single_threaded():
+            scores = cluster_scores(h, y, n_clusters=options.n_clusters, seed=seed)
+        row[f"{split}_ami"] = scores["ami"]
+        row[f"{split}_nmi"] = scores["nmi"]
+        row[f"{split}_acc"] = float(np.mean((p >= 0.5) == (binary_labels(y) >= 0.5)))
+        features[split] = h
+    row["kernel_kl_max"] = kernel_kl_max(model)
+    row["seconds"] = time.perf_counter() - start
+    return row, model, features
+
+
+# ---------------------------------------------------------------------------
+# The command
+
+
+def _describe(variant: str, params: dict) -> str:
+    names = {"weight": "w", "margin": "m"}
+    parts = []
+    for key in PARAMS[variant]:
+        short = names[key.rsplit("_", 1)[1]]
+        parts.append(f"{short}={params[key]:g}")
+    return ", ".join(parts) or "-"
+
+
+def _parse_variants(text: str) -> list[str]:
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in VARIANTS]
+    if unknown or not chosen:
+        raise ValueError(
+            f"Invalid value for argument --variants: expected a comma-separated "
+            f"subset of {', '.join(VARIANTS)}. Received: --variants={text!r}"
+        )
+    return chosen
+
+
+def _check_options(args) -> None:
+    from keras_disentangle._validation import (
+        check_non_negative,
+        check_positive,
+        check_positive_int,
+    )
+
+    for key in DEFAULTS:
+        if getattr(args, key) is not None:
+            check_non_negative(key, getattr(args, key))
+    check_positive("learning_rate", args.learning_rate)
+    check_positive_int("batch_size", args.batch_size)
+    check_positive_int("rnn_units", args.rnn_units)
+    check_positive_int("n_clusters", args.n_clusters, minimum=2)
+    if args.epochs is not None:
+        check_positive_int("epochs", args.epochs)
+    if args.seeds is not None:
+        check_positive_int("seeds", args.seeds)
+    if args.tune_seeds is not None:
+        check_positive_int("tune_seeds", args.tune_seeds)
+
+
+def tune(args, splits, variants, epochs, out):
+    """Grid search of each penalty's hyperparameters on validation AMI.
+
+    Each grid point is trained with seeds ``1000, 1001, ...`` (never the test
+    run's seeds) and scored on the validation split only; the point with the
+    highest mean validation AMI wins. The baseline, when among ``variants``,
+    is trained with the same seeds for reference. Writes ``tune.csv``.
+
+    Returns:
+        dict of the chosen values.
+    """
+    grid = QUICK_GRID if args.quick else GRID
+    n_seeds = _common.pick(args.tune_seeds, 2, 1, args.quick)
+    seeds = [1000 + i for i in range(n_seeds)]
+    chosen, rows = {}, []
+    for variant in variants:
+        keys = PARAMS[variant]
+        axes = [
+            (getattr(args, k),) if getattr(args, k) is not None else grid[k]
+            for k in keys
+        ]
+        best = None
+        for values in itertools.product(*axes):
+            params = dict(zip(keys, values, strict=True))
+            scores = []
+            for seed in seeds:
+                row, _, _ = train_and_score(
+                    variant, params, splits, seed, epochs, args, ("validation",)
+                )
+                scores.append(row)
+            summary = {
+                "variant": variant,
+                "hyperparameters": _describe(variant, params),
+                **params,
+                "val_ami": sum(s["validation_ami"] for s in scores) / len(scores),
+                "val_acc": sum(s["validation_acc"] for s in scores) / len(scores),
+                "seeds": len(seeds),
+            }
+            rows.append(summary)
+            _common.progress(
+                f"[tune] {variant:8s} {summary['hyperparameters']:16s} "
+                f"val AMI {summary['val_ami']:.3f}  val acc {summary['val_acc']:.3f}"
+            )
+            if best is None or summary["val_ami"] > best[0]:
+                best = (summary["val_ami"], params)
+        chosen.update(best[1])  # the baseline has nothing to choose
+    _common.print_table(
+        rows,
+        ["variant", "hyperparameters", "val_ami", "val_acc"],
+        title=f"Validation search ({len(seeds)} seed(s), {epochs} epochs)",
+    )
+    columns = ["variant", "hyperparameters", *DEFAULTS, "val_ami", "val_acc"]
+    _common.write_csv(rows, out / "tune.csv", columns + ["seeds"])
+    return chosen
+
+
+def _plots(features, labels, out, quick):
+    """The paper's Figures 2/3 (most active units) and 6 (AMI vs clusters).
+
+    ``features`` maps each variant to FC_1's output on the test split (first
+    seed); ``labels`` are the test split's digits.
+    """
+    from keras_disentangle import plots
+
+    paths = []
+    for variant in ("baseline", "l_multi"):
+        if variant in features:
+            fig = plots.most_active_units(features[variant], labels=labels)
+            fig.suptitle(f"FC_1 most active units, {variant} (test split)")
+            paths.append(
+                _common.save_figure(fig, out / f"most_active_units_{variant}.png")
+            )
+    n_clusters = range(2, 13) if quick else range(2, 21)
+    fig = plots.scores_by_n_clusters(features, labels, n_clusters=n_clusters)
+    fig.suptitle("FC_1 on the test split, first seed (the paper's Figure 6)")
+    paths.append(_common.save_figure(fig, out / "ami_by_n_clusters.png"))
+    return paths
+
+
+def main(args: argparse.Namespace) -> int:
+    """Runs the experiment; returns 0, or 1 with a message when data is missing."""
+    try:
+        _check_options(args)
+        variants = _parse_variants(args.variants)
+    except ValueError as error:
+        return _common.fail(str(error), 2)
+    out = _common.output_dir(args, NAME)
+    epochs = _common.pick(args.epochs, 40, 3, args.quick)
+    seeds = _common.seed_list(args, 3, 1)
+    started = time.perf_counter()
+
+    _common.progress(f"[{NAME}] loading {args.data} ...")
+    try:
+        splits = load_data(args.data, args.quick)
+    except (ImportError, OSError, RuntimeError) as error:
+        return _common.fail(f"[{NAME}] cannot load --data {args.data}: {error}")
+    _common.progress(
+        f"[{NAME}] train/validation/test = {len(splits.train[1])}/"
+        f"{len(splits.validation[1])}/{len(splits.test[1])}; images read as "
+        f"sequences of {splits.train[0].shape[1]} rows (the paper: pen strokes)"
+    )
+
+    params = {k: getattr(args, k) for k in DEFAULTS}
+    if args.tune or args.tune_only:
+        params.update(tune(args, splits, variants, epochs, out))
+        if args.tune_only:
+            _common.progress(
+                f"[{NAME}] wrote {out / 'tune.csv'} in "
+                f"{time.perf_counter() - started:.0f} s"
+            )
+            return 0
+    params = {k: DEFAULTS[k] if v is None else float(v) for k, v in params.items()}
+
+    rows, test_features = [], {}
+    for variant in variants:
+        for seed in seeds:
+            row, _, features = train_and_score(
+                variant, params, splits, seed, epochs, args
+            )
+            record = {
+                "data": args.data,
+                "variant": variant,
+                "seed": seed,
+                "epochs": epochs,
+                "hyperparameters": _describe(variant, params),
+                **{k: (params[k] if k in PARAMS[variant] else "") for k in DEFAULTS},
+                "ami": row["test_ami"],
+                "nmi": row["test_nmi"],
+                "binary_acc": row["test_acc"],
+                "val_ami": row["validation_ami"],
+                "val_acc": row["validation_acc"],
+                "kernel_kl_max": row["kernel_kl_max"],
+                "seconds": row["seconds"],
+            }
+            rows.append(record)
+            if seed == seeds[0]:
+                test_features[variant] = features["test"]
+            _common.progress(
+                f"[{NAME}] {variant:8s} seed {seed}: test AMI {record['ami']:.3f} "
+                f"NMI {record['nmi']:.3f} binary acc {record['binary_acc']:.3f} "
+                f"({record['seconds']:.0f} s)"
+            )
+
+    summary = _common.mean_std(
+        rows,
+        ["variant", "hyperparameters"],
+        ["ami", "nmi", "binary_acc", "val_ami", "kernel_kl_max"],
+    )
+    _common.print_table(
+        summary,
+        TABLE_COLUMNS,
+        title=(
+            f"Forced to Learn, Table 1 ({args.data}, test split, KMeans "
+            f"k={args.n_clusters} on FC_1, mean ± std over {len(seeds)} seed(s), "
+            f"{epochs} epochs)"
+        ),
+    )
+    _common.write_csv(rows, out / "forced_to_learn.csv")
+    _common.write_csv(summary, out / "summary.csv")
+    _common.progress(f"[{NAME}] plotting ...")
+    with _single_threaded():
+        paths = _plots(test_features, splits.test[1], out, args.quick)
+    _common.progress(
+        f"[{NAME}] wrote {out / 'forced_to_learn.csv'}, {out / 'summary.csv'}, "
+        + ", ".join(p.name for p in paths)
+        + f" in {time.perf_counter() - started:.0f} s"
+    )
+    return 0
