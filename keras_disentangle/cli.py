@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from keras_disentangle.experiments import MODULES
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "with_default_command"]
 
 
 def _load_modules() -> list:
@@ -37,13 +37,22 @@ def _load_modules() -> list:
     return modules
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None or False."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _add_common_options(parser: argparse.ArgumentParser, name: str) -> None:
     group = parser.add_argument_group("common options")
     group.add_argument(
         "--output",
         type=pathlib.Path,
         default=pathlib.Path("results") / name,
-        help="folder for the CSV and PNG files (default: %(default)s)",
+        help="folder for the CSV and PNG files",
     )
     group.add_argument(
         "--quick",
@@ -87,11 +96,12 @@ def build_parser(modules: Sequence | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in modules:
+        text = module.HELP.replace("%", "%%")  # argparse formats help with %
         child = sub.add_parser(
             module.NAME,
-            help=module.HELP,
-            description=module.HELP,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            help=text,
+            description=text,
+            formatter_class=_HelpFormatter,
         )
         _add_common_options(child, module.NAME)
         module.configure(child)
@@ -99,26 +109,39 @@ def build_parser(modules: Sequence | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def with_default_command(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """``argv`` with the default subcommand ``names[0]`` put first if none is.
+
+    >>> with_default_command([], ["a", "b"])
+    ['a']
+    >>> with_default_command(["--quick"], ["a", "b"])
+    ['a', '--quick']
+    >>> with_default_command(["b", "--quick"], ["a", "b"])
+    ['b', '--quick']
+    >>> with_default_command(["--help"], ["a", "b"])
+    ['--help']
+    """
+    argv = list(argv)
+    if not names:
+        return argv
+    top_level = {"-h", "--help", "--version"}
+    if not argv or (argv[0].startswith("-") and argv[0] not in top_level):
+        argv.insert(0, names[0])
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``keras-disentangle`` with ``argv`` (default ``sys.argv[1:]``).
 
-    Returns the experiment's exit status.
+    Without a subcommand, runs the first (``forced-to-learn``).
+
+    Returns:
+        The experiment's exit status.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     modules = _load_modules()
     parser = build_parser(modules)
-    names = {m.NAME for m in modules}
-    top_level = {"-h", "--help", "--version"}
-    if modules and (
-        not argv
-        or (
-            argv[0] not in names
-            and argv[0] not in top_level
-            and argv[0].startswith("-")
-        )
-    ):
-        argv.insert(0, modules[0].NAME)  # the default subcommand
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_default_command(argv, [m.NAME for m in modules]))
     return int(args._main(args) or 0)
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "print_table",
     "write_csv",
     "save_figure",
+    "new_figure",
     "mean_std",
     "fail",
 ]
@@ -162,12 +163,20 @@ def _plain(value):
 
 def save_figure(fig, path):
     """Saves a matplotlib figure as PNG (150 dpi), closes it, returns the path."""
-    import matplotlib.pyplot as plt
-
     path = pathlib.Path(path)
     fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    if getattr(fig.canvas, "manager", None) is not None:  # a pyplot figure
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return path
+
+
+def new_figure(**kwargs):
+    """A matplotlib ``Figure`` outside pyplot (no GUI backend needed)."""
+    from matplotlib.figure import Figure
+
+    return Figure(layout="constrained", **kwargs)
 
 
 def mean_std(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import keras
@@ -16,6 +15,7 @@ from keras_disentangle._validation import (
     check_positive,
     check_positive_int,
 )
+from keras_disentangle.models._serialization import deserialize_sub_objects
 
 __all__ = ["DeepInfoMax"]
 
@@ -389,10 +389,5 @@ class DeepInfoMax(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        # deserialize_keras_object consumes its argument: give it a copy.
-        config["encoder"] = keras.saving.deserialize_keras_object(
-            copy.deepcopy(config["encoder"])
-        )
-        return cls(**config)
+    def from_config(cls, config, custom_objects=None):
+        return cls(**deserialize_sub_objects(config, ("encoder",), custom_objects))

@@ -17,6 +17,7 @@ from keras_disentangle._validation import (
     check_positive,
     check_positive_int,
 )
+from keras_disentangle.models._serialization import deserialize_sub_objects
 
 __all__ = ["IMSAT", "knn_distance"]
 
@@ -448,12 +449,5 @@ class IMSAT(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(
-            config["encoder"], custom_objects=custom_objects
-        )
-        if isinstance(config.get("augmentation"), dict):
-            config["augmentation"] = keras.saving.deserialize_keras_object(
-                config["augmentation"], custom_objects=custom_objects
-            )
-        return cls(**config)
+        keys = ("encoder", "augmentation")
+        return cls(**deserialize_sub_objects(config, keys, custom_objects))

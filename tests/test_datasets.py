@@ -1,0 +1,144 @@
+"""Loaders: shapes, ranges, splits, determinism; tfds through mock_data."""
+
+import time
+
+import numpy as np
+import pytest
+
+from keras_disentangle import datasets
+
+# ------------------------------------------------------------ bundled sets
+
+
+@pytest.mark.parametrize(
+    "loader, shape, n",
+    [(datasets.mnist_5k, (28, 28), 5000), (datasets.digits, (8, 8), 1797)],
+)
+def test_bundled_shapes_ranges_splits(loader, shape, n):
+    splits = loader()
+    sizes = [len(x) for x, _ in splits]
+    assert sum(sizes) == n
+    assert sizes[1] == pytest.approx(0.15 * n, abs=2)
+    assert sizes[2] == pytest.approx(0.15 * n, abs=2)
+    for x, y in splits:
+        assert x.shape[1:] == shape and x.dtype == np.float32
+        assert y.dtype == np.int64 and len(x) == len(y)
+        assert x.min() >= 0.0 and x.max() <= 1.0
+        assert set(np.unique(y)) == set(range(10))  # stratified: every class
+    again = loader()
+    np.testing.assert_array_equal(splits.test[0], again.test[0])
+    other = loader(seed=1)
+    assert not np.array_equal(splits.test[1], other.test[1])
+
+
+def test_split_arrays_rejects_bad_fractions():
+    x, y = np.zeros((20, 2)), np.arange(20) % 2
+    with pytest.raises(ValueError, match="validation"):
+        datasets.split_arrays(x, y, validation=0.6, test=0.5)
+
+
+# ------------------------------------------------------- tensorflow-datasets
+
+
+def test_tfds_loaders_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=60):
+        mnist = datasets.mnist(validation=0.25)
+        again = datasets.mnist(validation=0.25)
+        cifar = datasets.cifar10(validation=0.25, seed=3)
+    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = mnist
+    assert (len(x_tr), len(x_val), len(x_te)) == (45, 15, 60)
+    assert x_tr.shape[1:] == (28, 28) and x_tr.dtype == np.float32
+    assert y_tr.dtype == np.int64 and set(np.unique(y_te)) <= set(range(10))
+    assert 0.0 <= x_tr.min() and x_tr.max() <= 1.0 and x_tr.max() > 0.5
+    np.testing.assert_array_equal(x_val, again.validation[0])
+    (c_tr, _), (c_val, _), (c_te, _) = cifar
+    assert c_tr.shape[1:] == (32, 32, 3) and len(c_val) == 15 and len(c_te) == 60
+    assert 0.0 <= c_tr.min() and c_tr.max() <= 1.0
+
+
+@pytest.mark.parametrize("loader", [datasets.mnist, datasets.cifar10])
+def test_tfds_loaders_fail_fast_offline(loader, tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    start = time.perf_counter()
+    with pytest.raises(datasets.DatasetNotAvailableError) as info:
+        loader(data_dir=str(tmp_path))
+    assert time.perf_counter() - start < 30
+    message = str(info.value)
+    assert "mnist_5k()" in message and "digits()" in message
+    assert "download=True" in message
+    assert info.value.__cause__ is None  # no traceback soup
+
+
+def test_tfds_validation_fraction_is_checked():
+    with pytest.raises(ValueError, match="validation"):
+        datasets.mnist(validation=1.5)
+
+
+# ---------------------------------------------------------- synthetic sets
+
+
+def test_random_projection_statistics():
+    data = datasets.random_projection(n=20000, d=4, dim=20, seed=0)
+    assert data.x.shape == (20000, 20) and data.x.dtype == np.float32
+    assert data.factors.shape == (20000, 4) and data.matrix.shape == (4, 20)
+    np.testing.assert_allclose(data.x, data.factors @ data.matrix, rtol=1e-4, atol=1e-4)
+    cov = np.cov(data.factors, rowvar=False)
+    np.testing.assert_allclose(np.diag(cov), [4, 2, 1, 0.5], rtol=0.05)
+    off = cov - np.diag(np.diag(cov))
+    assert np.abs(off).max() < 0.1  # independent factors
+    assert np.linalg.matrix_rank(data.x.astype("float64"), tol=1e-3) == 4
+    again = datasets.random_projection(n=20000, d=4, dim=20, seed=0)
+    np.testing.assert_array_equal(data.x, again.x)
+    other = datasets.random_projection(n=20000, d=4, dim=20, seed=1)
+    assert not np.allclose(data.matrix, other.matrix)
+
+
+def test_random_projection_custom_variances_and_errors():
+    data = datasets.random_projection(n=5000, d=2, dim=3, variances=(9.0, 0.25))
+    np.testing.assert_allclose(data.factors.var(axis=0), [9.0, 0.25], rtol=0.08)
+    with pytest.raises(ValueError, match="dim"):
+        datasets.random_projection(d=4, dim=3)
+    with pytest.raises(ValueError, match="variances"):
+        datasets.random_projection(d=2, dim=3, variances=(1.0,))
+    with pytest.raises(ValueError, match="variances"):
+        datasets.random_projection(d=2, dim=3, variances=(1.0, -1.0))
+    with pytest.raises(ValueError, match="n"):
+        datasets.random_projection(n=0)
+
+
+def test_xor():
+    x, y = datasets.xor()
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    np.testing.assert_array_equal(y, np.logical_xor(x[:, 0], x[:, 1]))
+
+
+def test_binary_groups():
+    labels = np.arange(10).reshape(2, 5)
+    np.testing.assert_array_equal(
+        datasets.binary_groups(labels), [[0, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
+    )
+    out = datasets.binary_groups([3, 0, 7], groups=((7,), (0, 3)))
+    assert out.dtype == np.int64 and out.tolist() == [1, 1, 0]
+    with pytest.raises(ValueError, match="disjoint"):
+        datasets.binary_groups([0], groups=((0, 1), (1, 2)))
+    with pytest.raises(ValueError, match=r"not in any group: \[9\]"):
+        datasets.binary_groups([0, 9], groups=((0,), (1,)))
+
+
+def test_to_dataset_batches_and_shuffles_deterministically():
+    x = np.arange(10, dtype="float32")[:, None]
+    y = np.arange(10)
+    plain = [b.numpy().ravel().tolist() for b in datasets.to_dataset(x, batch_size=4)]
+    assert plain == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+    def epoch(seed):
+        ds = datasets.to_dataset(x, y, batch_size=10, shuffle=True, seed=seed)
+        ((bx, by),) = list(ds)
+        np.testing.assert_array_equal(bx.numpy().ravel(), by.numpy())
+        return by.numpy().tolist()
+
+    assert epoch(0) == epoch(0)
+    assert sorted(epoch(0)) == list(range(10)) and epoch(0) != list(range(10))
+    with pytest.raises(ValueError, match="batch_size"):
+        datasets.to_dataset(x, batch_size=0)
