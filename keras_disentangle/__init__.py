@@ -6,6 +6,13 @@ saved to ``.keras`` load back with ``keras.saving.load_model``.
 """
 
 import importlib
+import os
+import sys
+
+if "tensorflow" not in sys.modules:
+    # TensorFlow's C++ start-up INFO lines drown the progress of the command
+    # line; a value the user set is kept.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_disentangle import (
     callbacks,  # noqa: F401
