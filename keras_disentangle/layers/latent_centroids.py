@@ -139,9 +139,7 @@ class LatentCentroids(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        distance = penalties.min_centroid_distance(
-            self.latents(inputs), self.centroids
-        )
+        distance = penalties.min_centroid_distance(self.latents(inputs), self.centroids)
         self.add_loss(keras.ops.cast(self.weight, distance.dtype) * distance)
         return inputs
 
