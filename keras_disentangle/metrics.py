@@ -181,7 +181,7 @@ def cluster_scores(
     labels,
     n_clusters: int | None = None,
     seed: int = 0,
-    threads: int | None = None,
+    threads: int | None = 1,
     **kmeans_kwargs,
 ) -> dict[str, float]:
     """KMeans on a representation, scored against the class labels.
@@ -208,11 +208,12 @@ def cluster_scores(
             the number of distinct labels.
         seed: ``random_state`` of KMeans.
         threads: OpenMP/BLAS threads of the KMeans (set with
-            ``threadpoolctl``); None leaves scikit-learn's default, all cores.
-            One thread is plenty for tens of thousands of points, and far
-            faster when the CPU is shared with other work: the OpenMP
-            threads then wait on each other (measured 20-40x slower at
-            10,000 x 16 on a busy 2-core machine).
+            ``threadpoolctl``), 1 by default; None leaves scikit-learn's
+            default, all cores. One thread is plenty for tens of thousands
+            of points, and far faster when the CPU is shared with other work
+            (TensorFlow's own thread pool in the same process included): the
+            OpenMP threads then wait on each other (measured 20-40x slower
+            at 10,000 x 16 on a busy 2-core machine).
         **kmeans_kwargs: further arguments of ``sklearn.cluster.KMeans``
             (``n_init``, ``algorithm``, ``max_iter``, ``tol``, ...).
 

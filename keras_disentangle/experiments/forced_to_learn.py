@@ -268,19 +268,6 @@ def fc1_and_prediction(model, x, batch_size: int = 512):
     return h, p.reshape(-1)
 
 
-def _single_threaded():
-    """Limits OpenMP (scikit-learn's KMeans) to one thread in a ``with`` block.
-
-    On a few hundred points a second thread gains nothing, and on a loaded
-    machine OpenMP's spinning threads made KMeans 100-300x slower (measured:
-    11 KMeans fits of 750 x 15 points, 0.4 s with one thread, 112 s with two
-    on 2 cores shared with other jobs).
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="openmp")
-
-
 def kernel_kl_max(model) -> float:
     """The largest KL divergence between two of FC_1's weight distributions.
 
@@ -347,8 +334,7 @@ def train_and_score(
         h = h_all[offset : offset + len(x)]
         p = p_all[offset : offset + len(x)]
         offset += len(x)
-        with _single_threaded():
-            scores = cluster_scores(h, y, n_clusters=options.n_clusters, seed=seed)
+        scores = cluster_scores(h, y, n_clusters=options.n_clusters, seed=seed)
         row[f"{split}_ami"] = scores["ami"]
         row[f"{split}_nmi"] = scores["nmi"]
         row[f"{split}_acc"] = float(np.mean((p >= 0.5) == (binary_labels(y) >= 0.5)))
@@ -564,8 +550,7 @@ def main(args: argparse.Namespace) -> int:
     _common.write_csv(rows, out / "forced_to_learn.csv")
     _common.write_csv(summary, out / "summary.csv")
     _common.progress(f"[{NAME}] plotting ...")
-    with _single_threaded():
-        paths = _plots(test_features, splits.test[1], out, args.quick)
+    paths = _plots(test_features, splits.test[1], out, args.quick)
     _common.progress(
         f"[{NAME}] wrote {out / 'forced_to_learn.csv'}, {out / 'summary.csv'}, "
         + ", ".join(p.name for p in paths)
