@@ -112,17 +112,8 @@ def build_model(variant: str, params: dict, width: float, learning_rate: float):
     """
     import keras
 
-    from keras_disentangle import layers, losses, regularizers
+    from keras_disentangle.experiments.forced_to_learn import penalised_head
 
-    fc1_options = {}
-    if variant == "decov":
-        fc1_options["activity_regularizer"] = regularizers.DeCov(
-            weight=params["decov_weight"]
-        )
-    elif variant == "l_single":
-        fc1_options["kernel_regularizer"] = regularizers.KernelKLMargin(
-            margin=params["single_margin"], weight=params["single_weight"]
-        )
     inputs = keras.Input((32, 32, 3), name="image")
     z = inputs
     for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
@@ -136,25 +127,7 @@ def build_model(variant: str, params: dict, width: float, learning_rate: float):
             )(z)
         z = keras.layers.MaxPooling2D(name=f"block{block}_pool")(z)
     z = keras.layers.Flatten()(z)
-    h = keras.layers.Dense(15, activation="relu", name="fc1", **fc1_options)(z)
-    y = keras.layers.Dense(1, activation="sigmoid", name="fc2")(h)
-    optimizer = keras.optimizers.Adam(learning_rate)
-    if variant == "xcov":
-        y = layers.XCovPenalty(weight=params["xcov_weight"], name="xcov")([y, h])
-    if variant == "l_multi":
-        model = keras.Model(inputs, {"fc2": y, "fc1": h})
-        model.compile(
-            optimizer,
-            loss={
-                "fc2": "binary_crossentropy",
-                "fc1": losses.LabelledKLMargin(margin=params["multi_margin"]),
-            },
-            loss_weights={"fc2": 1.0, "fc1": params["multi_weight"]},
-        )
-    else:
-        model = keras.Model(inputs, y)
-        model.compile(optimizer, loss="binary_crossentropy")
-    return model
+    return penalised_head(inputs, z, variant, params, learning_rate)
 
 
 def _params(args) -> dict:

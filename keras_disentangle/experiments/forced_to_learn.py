@@ -213,6 +213,30 @@ def build_model(
     """
     import keras
 
+    recurrent = keras.layers.LSTM if rnn == "lstm" else keras.layers.GRU
+    inputs = keras.Input(input_shape, name="rows")
+    features = recurrent(rnn_units, name=rnn)(inputs)
+    return penalised_head(inputs, features, variant, params, learning_rate)
+
+
+def penalised_head(inputs, features, variant: str, params: dict, learning_rate):
+    """FC_1 (15, ReLU) -> FC_2 (1, sigmoid) on ``features``, with ``variant``'s
+    penalty on FC_1, compiled with Adam: the part of the paper's models that
+    every experiment of Romanov & Rumshisky shares.
+
+    Args:
+        inputs: the model's ``keras.Input``.
+        features: the tensor FC_1 reads (a recurrent or convolutional trunk).
+        variant: one of ``VARIANTS``.
+        params: the penalties' hyperparameters (keys of ``DEFAULTS``).
+        learning_rate: Adam's learning rate.
+
+    Returns:
+        A compiled ``keras.Model``; for ``l_multi`` with the outputs
+        ``{"fc2": prediction, "fc1": FC_1}``.
+    """
+    import keras
+
     from keras_disentangle import layers, losses, regularizers
 
     if variant not in VARIANTS:
@@ -229,11 +253,7 @@ def build_model(
         fc1_options["kernel_regularizer"] = regularizers.KernelKLMargin(
             margin=params["single_margin"], weight=params["single_weight"]
         )
-    recurrent = keras.layers.LSTM if rnn == "lstm" else keras.layers.GRU
-
-    inputs = keras.Input(input_shape, name="rows")
-    r = recurrent(rnn_units, name=rnn)(inputs)
-    h = keras.layers.Dense(15, activation="relu", name="fc1", **fc1_options)(r)
+    h = keras.layers.Dense(15, activation="relu", name="fc1", **fc1_options)(features)
     y = keras.layers.Dense(1, activation="sigmoid", name="fc2")(h)
     optimizer = keras.optimizers.Adam(learning_rate)
     if variant == "xcov":
