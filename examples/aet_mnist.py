@@ -28,11 +28,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from keras_disentangle import datasets  # noqa: E402
+from keras_disentangle.metrics import linear_probe_accuracy  # noqa: E402
 from keras_disentangle.models import AET  # noqa: E402
 
 
@@ -43,14 +41,6 @@ def conv_encoder(input_shape=(28, 28, 1), features: int = 64) -> keras.Model:
     h = keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(h)
     y = keras.layers.Dense(features, name="global")(keras.layers.Flatten()(h))
     return keras.Model(inputs, y, name="encoder")
-
-
-def linear_probe(train, test) -> float:
-    """Test accuracy of a logistic regression on frozen features."""
-    (f_train, y_train), (f_test, y_test) = train, test
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(f_train, y_train)
-    return float(probe.score(f_test, y_test))
 
 
 def run_seed(
@@ -79,7 +69,7 @@ def run_seed(
     seconds = time.time() - start
 
     def probe(model):
-        return linear_probe(
+        return linear_probe_accuracy(
             (model.predict(x_train, verbose=0), y_train),
             (model.predict(x_test, verbose=0), y_test),
         )

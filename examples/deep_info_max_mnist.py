@@ -28,11 +28,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from keras_disentangle import datasets  # noqa: E402
+from keras_disentangle.metrics import linear_probe_accuracy  # noqa: E402
 from keras_disentangle.models import DeepInfoMax  # noqa: E402
 
 
@@ -53,14 +51,6 @@ def conv_encoder(
         features, activation="sigmoid" if sigmoid else None, name="global"
     )(keras.layers.Flatten()(h))
     return keras.Model(inputs, y, name="encoder")
-
-
-def linear_probe(train, test) -> float:
-    """Test accuracy of a logistic regression on frozen features."""
-    (f_train, y_train), (f_test, y_test) = train, test
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(f_train, y_train)
-    return float(probe.score(f_test, y_test))
 
 
 def run_seed(
@@ -90,7 +80,7 @@ def run_seed(
     seconds = time.time() - start
 
     def probe(model):
-        return linear_probe(
+        return linear_probe_accuracy(
             (model.predict(x_train, verbose=0), y_train),
             (model.predict(x_test, verbose=0), y_test),
         )

@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_disentangle._validation import check_fraction, check_positive_int
+from keras_disentangle._validation import (
+    check_fraction,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = [
     "clustering_accuracy",
     "cluster_scores",
+    "linear_probe_accuracy",
     "mapc",
     "cvr",
     "tdv",
@@ -288,6 +293,50 @@ def cluster_scores(
 
 
 # ------------------------------------------------------------ disentanglement
+
+
+def linear_probe_accuracy(train, test, C: float = 1.0) -> float:
+    """Test accuracy of a linear classifier on frozen features.
+
+    The standard score of self-supervised encoders (Deep InfoMax, AET): a
+    scikit-learn pipeline of ``StandardScaler`` and ``LogisticRegression(C)``
+    is fitted on the training features and scored on the test features.
+
+    Args:
+        train: ``(features, labels)`` to fit on; features ``(N, ...)``.
+        test: ``(features, labels)`` to score.
+        C: inverse regularisation strength of the logistic regression.
+
+    Returns:
+        The share of test samples classified correctly.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.repeat(np.eye(3), 10, axis=0)
+    >>> y = np.repeat([0, 1, 2], 10)
+    >>> linear_probe_accuracy((x, y), (x, y))
+    1.0
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    C = check_positive("C", C)
+    (f_train, y_train), (f_test, y_test) = train, test
+    f_train = _matrix("train features", f_train, min_samples=2)
+    f_test = _matrix("test features", f_test, min_samples=1)
+    y_train, y_test = _labels("train labels", y_train), _labels("test labels", y_test)
+    _same_length("train features", f_train, "train labels", y_train)
+    _same_length("test features", f_test, "test labels", y_test)
+    if f_train.shape[1] != f_test.shape[1]:
+        raise ValueError(
+            "Invalid shapes for arguments train and test: expected features of "
+            f"the same size. Received: {f_train.shape[1]} and {f_test.shape[1]}"
+        )
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    probe.fit(f_train, y_train)
+    return float(probe.score(f_test, y_test))
 
 
 def _covariance(h: np.ndarray) -> np.ndarray:

@@ -472,3 +472,30 @@ def test_hashing_degenerate_inputs():
         metrics.precision_within_radius(
             np.zeros((1, 2)), [0], np.zeros((3, 2)), [0, 0, 0], radius=-1
         )
+
+
+def test_linear_probe_accuracy_separable_and_noise():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 50)
+    separable = np.eye(4)[y] + 0.05 * rng.normal(size=(200, 4))
+    assert metrics.linear_probe_accuracy((separable, y), (separable, y)) == 1.0
+    noise_train, noise_test = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
+    chance = metrics.linear_probe_accuracy((noise_train, y), (noise_test, y))
+    assert chance < 0.45
+
+
+def test_linear_probe_accuracy_matches_sklearn_and_validates():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(60, 5)), rng.integers(0, 3, size=60)
+    scaler = StandardScaler().fit(x[:40])
+    clf = LogisticRegression(C=0.5, max_iter=2000).fit(scaler.transform(x[:40]), y[:40])
+    want = float(np.mean(clf.predict(scaler.transform(x[40:])) == y[40:]))
+    got = metrics.linear_probe_accuracy((x[:40], y[:40]), (x[40:], y[40:]), C=0.5)
+    assert got == want
+    with pytest.raises(ValueError, match="C"):
+        metrics.linear_probe_accuracy((x, y), (x, y), C=0)
+    with pytest.raises(ValueError, match="same size"):
+        metrics.linear_probe_accuracy((x, y), (x[:, :3], y))
