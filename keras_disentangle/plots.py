@@ -364,6 +364,9 @@ def scores_by_n_clusters(
             for k in ks
         ]
         ax.plot(ks, values, marker="o", markersize=3, label=str(name))
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of clusters")
     ax.set_ylabel(score.upper())
     ax.set_title(f"{score.upper()} of KMeans against the number of clusters")
