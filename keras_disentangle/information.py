@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from keras import ops
 
+from keras_disentangle.penalties import _float  # one dtype policy for all formulas
+
 __all__ = [
     "entropy",
     "conditional_entropy",
@@ -33,15 +35,6 @@ __all__ = [
 ]
 
 _TINY = 1e-12
-_HALF = ("float16", "bfloat16")
-
-
-def _float(p):
-    p = ops.convert_to_tensor(p)
-    dtype = str(p.dtype)
-    if "float" not in dtype or any(h in dtype for h in _HALF):
-        p = ops.cast(p, "float32")
-    return p
 
 
 def _log(p):
