@@ -85,3 +85,14 @@ def check_choice(name: str, value, choices) -> str:
             f"{sorted(choices)}. {_describe(name, value)}"
         )
     return value
+
+
+def check_no_reserved_keys(name: str, kwargs: dict, reserved) -> dict:
+    """Raises if ``kwargs`` sets an argument the caller already sets itself."""
+    clash = sorted(set(kwargs) & set(reserved))
+    if clash:
+        raise ValueError(
+            f"Invalid value for argument {name}: {clash} are set by the function "
+            f"itself; pass them as its own arguments. Received: {name}={kwargs!r}"
+        )
+    return kwargs

@@ -63,5 +63,5 @@ class LabelledKLMargin(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config["margin"] = self.margin
+        config.update({"margin": self.margin, "dtype": self.dtype})
         return config

@@ -25,6 +25,7 @@ import numpy as np
 
 from keras_disentangle._validation import (
     check_fraction,
+    check_no_reserved_keys,
     check_positive,
     check_positive_int,
 )
@@ -259,6 +260,7 @@ def cluster_scores(
         )
     if threads is not None:
         threads = check_positive_int("threads", threads)
+    check_no_reserved_keys("kmeans_kwargs", kmeans_kwargs, ("random_state",))
     kmeans_kwargs.setdefault("n_init", _DEFAULT_N_INIT)
     if n_clusters == 1:
         predicted = np.zeros(x.shape[0], dtype=np.int64)

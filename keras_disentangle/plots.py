@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from keras_disentangle import metrics
-from keras_disentangle._validation import check_choice
+from keras_disentangle._validation import check_choice, check_no_reserved_keys
 
 __all__ = [
     "most_active_unit_counts",
@@ -213,7 +213,11 @@ def embedding_scatter(
     if max_points is not None and h.shape[0] > max_points:
         keep = np.sort(rng.choice(h.shape[0], max_points, replace=False))
         h, y = h[keep], y[keep]
-    extra = dict(projection_kwargs or {})
+    extra = check_no_reserved_keys(
+        "projection_kwargs",
+        dict(projection_kwargs or {}),
+        ("n_components", "random_state"),
+    )
     if method == "pca":
         from sklearn.decomposition import PCA
 

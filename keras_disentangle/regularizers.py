@@ -5,8 +5,9 @@ Use them as any Keras regularizer::
     keras.layers.Dense(15, kernel_regularizer=KernelKLMargin(margin=5.0, weight=1e-3))
     keras.layers.Dense(15, activity_regularizer=DeCov(weight=0.1))
 
-Keras 3 divides what an ``activity_regularizer`` returns by the batch size
-(it assumes a sum of per-sample terms). The activity penalties here are batch
+Keras 3 (from 3.14, the version this package requires) divides what an
+``activity_regularizer`` returns by the batch size (it assumes a sum of
+per-sample terms). The activity penalties here are batch
 statistics (a covariance, a mean over pairs), so their ``__call__`` returns
 ``weight * N * formula``: after Keras's division, the loss a layer adds to
 ``model.losses`` is exactly ``weight * formula`` at any batch size ``N``.
@@ -24,10 +25,6 @@ from keras_disentangle._validation import check_non_negative
 __all__ = ["KernelKLMargin", "ActivityKLMargin", "DeCov", "CovarianceL1"]
 
 _register = keras.saving.register_keras_serializable(package="keras_disentangle")
-
-
-def _batch_size(x):
-    return ops.cast(ops.shape(x)[0], "float32")
 
 
 @_register
@@ -75,7 +72,8 @@ class _BatchStatisticRegularizer(keras.regularizers.Regularizer):
         raise NotImplementedError
 
     def __call__(self, x):
-        return self.weight * _batch_size(x) * self.penalty(x)
+        value = self.penalty(x)
+        return self.weight * ops.cast(ops.shape(x)[0], value.dtype) * value
 
     def get_config(self):
         return {"weight": self.weight}

@@ -281,6 +281,9 @@ def sample_projective(
     >>> tuple(h.shape)
     (2, 3, 3)
     """
+    if not isinstance(seed, keras.random.SeedGenerator):
+        # Three draws follow: an int seed would make them identical streams.
+        seed = keras.random.SeedGenerator(seed)
     corners = ops.convert_to_tensor(
         [[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], dtype="float32"
     )

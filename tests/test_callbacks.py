@@ -255,3 +255,34 @@ def test_rank_3_layer_output_is_flattened():
     embeddings, _ = ClusteringScores((x, labels), layer="grid").embed(model)
     assert embeddings.shape == (120, 6)
     np.testing.assert_allclose(embeddings, x, rtol=1e-6)
+
+
+def test_one_hot_labels_give_the_same_scores_as_integers():
+    x, labels = _data()
+    model = _model()
+    one_hot = np.eye(3)[labels]
+    plain = ClusteringScores((x, labels), layer="hidden").evaluate(model)
+    from_tuple = ClusteringScores((x, one_hot), layer="hidden").evaluate(model)
+    dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).batch(32)
+    from_dataset = ClusteringScores(dataset, layer="hidden").evaluate(model)
+    assert from_tuple == pytest.approx(plain)
+    assert from_dataset == pytest.approx(plain)
+
+
+def test_list_data_is_an_array_not_an_x_labels_pair():
+    x, _ = _data(n=2)
+    scores = DisentanglementScores(x.tolist()).evaluate(_model())
+    assert set(scores) == {"mapc", "cvr", "ud90"}
+
+
+@pytest.mark.parametrize("seed", [None, 1.5, -1])
+def test_bad_seed_names_the_argument(seed):
+    x, labels = _data()
+    with pytest.raises(ValueError, match="argument seed"):
+        ClusteringScores((x, labels), seed=seed)
+
+
+def test_reserved_kmeans_kwargs_name_the_argument():
+    x, labels = _data()
+    with pytest.raises(ValueError, match="kmeans_kwargs"):
+        ClusteringScores((x, labels), kmeans_kwargs={"n_clusters": 4})

@@ -499,3 +499,9 @@ def test_linear_probe_accuracy_matches_sklearn_and_validates():
         metrics.linear_probe_accuracy((x, y), (x, y), C=0)
     with pytest.raises(ValueError, match="same size"):
         metrics.linear_probe_accuracy((x, y), (x[:, :3], y))
+
+
+def test_cluster_scores_rejects_reserved_kmeans_arguments():
+    x = np.eye(3)[np.repeat([0, 1, 2], 5)]
+    with pytest.raises(ValueError, match="kmeans_kwargs"):
+        metrics.cluster_scores(x, np.repeat([0, 1, 2], 5), random_state=1)

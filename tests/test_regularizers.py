@@ -231,3 +231,16 @@ def test_penalty_changes_the_loss():
 def test_xcov_layer_rejects_single_eager_tensor_of_two_rows():
     with pytest.raises(ValueError, match="prediction, latent"):
         layers.XCovPenalty(1.0)(np.ones((2, 3), "float32"))
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVITY))
+def test_float64_activations(name):
+    make, formula = ACTIVITY[name]
+    h = RNG.normal(size=(6, 4))  # float64
+    got = float(ops.convert_to_numpy(make()(h)))
+    assert got == pytest.approx(0.3 * 6 * float(formula(h)), rel=1e-9)
+
+
+def test_labelled_loss_config_keeps_dtype():
+    loss = losses.LabelledKLMargin(margin=0.5, dtype="float64")
+    assert losses.LabelledKLMargin.from_config(loss.get_config()).dtype == "float64"

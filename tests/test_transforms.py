@@ -188,3 +188,13 @@ def test_identity_transform_leaves_images_unchanged(shape):
     np.testing.assert_allclose(
         np.asarray(transforms.apply_transform(x, m)), x, atol=1e-6
     )
+
+
+def test_sample_projective_int_seed_draws_like_a_seed_generator():
+    # An int seed must not reuse one random stream for the corner shifts, the
+    # scale and the rotation: it is turned into one SeedGenerator.
+    a = keras.ops.convert_to_numpy(transforms.sample_projective(64, seed=3))
+    b = keras.ops.convert_to_numpy(
+        transforms.sample_projective(64, seed=keras.random.SeedGenerator(3))
+    )
+    np.testing.assert_allclose(a, b)

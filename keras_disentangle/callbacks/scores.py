@@ -26,7 +26,11 @@ import keras
 import numpy as np
 
 from keras_disentangle import metrics
-from keras_disentangle._validation import check_fraction, check_positive_int
+from keras_disentangle._validation import (
+    check_fraction,
+    check_no_reserved_keys,
+    check_positive_int,
+)
 
 __all__ = ["ClusteringScores", "DisentanglementScores"]
 
@@ -91,6 +95,19 @@ def _to_numpy(output, name):
     return np.asarray(keras.ops.convert_to_numpy(output))
 
 
+def _label_vector(y_batch) -> np.ndarray:
+    """Integer labels: ``(N,)``, ``(N, 1)`` or one-hot ``(N, C)``."""
+    y = np.asarray(y_batch)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(axis=1)
+    if y.ndim not in (1, 2):
+        raise ValueError(
+            "Invalid value for argument data: expected labels of shape (N,), "
+            f"(N, 1) or one-hot (N, C). Received: labels.shape={y.shape}"
+        )
+    return y.reshape(-1)
+
+
 class _ScoresCallback(keras.callbacks.Callback):
     """Embeds ``data`` at ``layer`` every ``every`` epochs and logs scores."""
 
@@ -133,16 +150,9 @@ class _ScoresCallback(keras.callbacks.Callback):
     def _check_data(self, data):
         if _is_dataset(data):
             return None, None
-        if isinstance(data, (tuple, list)) and len(data) == 2:
+        if isinstance(data, tuple) and len(data) == 2:
             x, labels = data
-            labels = np.asarray(labels)
-            if labels.ndim == 2 and labels.shape[1] == 1:
-                labels = labels[:, 0]
-            if labels.ndim != 1:
-                raise ValueError(
-                    "Invalid value for argument data: expected labels of shape "
-                    f"(N,). Received: labels.shape={labels.shape}"
-                )
+            labels = _label_vector(labels)
             n = (
                 len(x)
                 if isinstance(x, (np.ndarray, list)) or hasattr(x, "shape")
@@ -160,14 +170,14 @@ class _ScoresCallback(keras.callbacks.Callback):
                     f"samples. Received: {labels.shape[0]}"
                 )
             return x, labels
-        if not self._needs_labels and not isinstance(data, (tuple, list, dict)):
+        if not self._needs_labels and not isinstance(data, (tuple, dict)):
             x = np.asarray(data)
             if x.ndim < 1 or x.shape[0] < 2:
                 raise ValueError(
                     "Invalid value for argument data: expected at least 2 "
                     f"samples. Received: data.shape={x.shape}"
                 )
-            return data, None
+            return (x if isinstance(data, list) else data), None
         expected = "an (x, labels) tuple or a tf.data.Dataset of (x, y) batches"
         if not self._needs_labels:
             expected += " or an array x"
@@ -241,7 +251,7 @@ class _ScoresCallback(keras.callbacks.Callback):
                 out = embedder.predict_on_batch(x_batch)
                 parts.append(_to_numpy(out, embedder.name))
                 if y_batch is not None:
-                    label_parts.append(np.asarray(y_batch).reshape(-1))
+                    label_parts.append(_label_vector(y_batch))
             if not parts:
                 raise ValueError("Invalid value for argument data: empty dataset.")
             embeddings = np.concatenate(parts, axis=0)
@@ -368,12 +378,17 @@ class ClusteringScores(_ScoresCallback):
         if n_clusters is not None:
             n_clusters = check_positive_int("n_clusters", n_clusters)
         self.n_clusters = n_clusters
-        self.seed = int(seed)
+        self.seed = check_positive_int("seed", seed, minimum=0)
         if kmeans_kwargs is not None and not isinstance(kmeans_kwargs, dict):
             raise ValueError(
                 "Invalid value for argument kmeans_kwargs: expected a dict or "
                 f"None. Received: kmeans_kwargs={kmeans_kwargs!r}"
             )
+        check_no_reserved_keys(
+            "kmeans_kwargs",
+            kmeans_kwargs or {},
+            ("n_clusters", "random_state", "seed", "threads"),
+        )
         self.kmeans_kwargs = {"n_init": _CALLBACK_N_INIT, **(kmeans_kwargs or {})}
         if threads is not None:
             threads = check_positive_int("threads", threads)
