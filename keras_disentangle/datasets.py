@@ -180,7 +180,11 @@ def _tfds_splits(name, validation, seed, data_dir, download, squeeze_channel):
 
     from keras_disentangle._validation import check_fraction
 
-    check_fraction("validation", validation)
+    if check_fraction("validation", validation) >= 1:
+        raise ValueError(
+            "Invalid value for argument validation: expected a fraction in "
+            f"(0, 1) of the official training set. Received: validation={validation}"
+        )
     out = []
     for split in ("train", "test"):
         x, y = _tfds_arrays(name, split, data_dir, download)

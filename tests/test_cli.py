@@ -167,3 +167,24 @@ def test_cifar10_quick_with_mock_data(tmp_path, capsys):
         assert -1.0 <= float(r["ami"]) <= 1.0 and 0.0 <= float(r["accuracy"]) <= 1.0
     for name in ["cifar10_ami_by_clusters.png", "cifar10_active_units_l_multi.png"]:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_chunk_count_divides_the_steps():
+    from keras_disentangle.experiments import _common
+
+    assert _common.chunk_count(30000) == 10
+    assert _common.chunk_count(15) == 5
+    assert _common.chunk_count(7) == 7
+    assert _common.chunk_count(13) == 1
+    for total in range(1, 60):
+        assert total % _common.chunk_count(total) == 0
+
+
+def test_cifar10_bad_weight_exits_2_before_reading_data(tmp_path, capsys):
+    from keras_disentangle import cli
+
+    code = cli.main(
+        ["cifar10", "--decov-weight", "-1", "--output", str(tmp_path / "c")]
+    )
+    assert code == 2
+    assert "decov_weight" in capsys.readouterr().err

@@ -514,3 +514,12 @@ def test_example_hashing_beats_sign_of_pca():
     pca = np.mean(hashes["sign of PCA (16 bits)"], axis=0)
     imsat = np.mean(hashes["IMSAT (16 bits, VAT)"], axis=0)
     assert imsat[0] > pca[0] and imsat[1] > pca[1]  # mAP, precision@500
+
+
+def test_vat_outside_tensorflow_fails_at_construction(monkeypatch):
+    from keras_disentangle import _backend
+
+    monkeypatch.setattr(_backend.keras.backend, "backend", lambda: "jax")
+    with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow"):
+        IMSAT(_linear_encoder(), n_clusters=3, epsilon=0.5)
+    IMSAT(_linear_encoder(), n_clusters=3, epsilon=0.5, augmentation="rpt")

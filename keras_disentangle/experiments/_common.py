@@ -216,3 +216,12 @@ def fail(msg: str, status: int = 1) -> int:
     """Prints ``msg`` to stderr and returns ``status`` (for ``return fail(...)``)."""
     print(msg, file=sys.stderr, flush=True)
     return status
+
+
+def chunk_count(total: int, most: int = 10) -> int:
+    """The largest divisor of ``total`` that is at most ``most``.
+
+    Training loops split ``total`` steps into that many Keras "epochs" of
+    equal length, so that no step is dropped by an integer division.
+    """
+    return max(c for c in range(1, min(most, total) + 1) if total % c == 0)

@@ -139,6 +139,17 @@ def _params(args) -> dict:
     }
 
 
+def _check_options(args) -> None:
+    """The penalty weights and sizes, checked before any data is read."""
+    from keras_disentangle._validation import check_non_negative, check_positive
+    from keras_disentangle.experiments.forced_to_learn import DEFAULTS
+
+    for key in DEFAULTS:
+        if getattr(args, key) is not None:
+            check_non_negative(key, getattr(args, key))
+    check_positive("width", args.width)
+
+
 def main(args: argparse.Namespace) -> int:
     """Runs the experiment; returns 0, or 2 when CIFAR-10 is not available."""
     import keras
@@ -151,6 +162,10 @@ def main(args: argparse.Namespace) -> int:
         return _common.fail(
             f"cifar10: unknown variants {unknown}; choose from {VARIANTS}", 2
         )
+    try:
+        _check_options(args)
+    except ValueError as error:
+        return _common.fail(f"cifar10: {error}", 2)
     try:
         splits = datasets.cifar10(data_dir=args.data_dir, download=args.download)
     except datasets.DatasetNotAvailableError as error:

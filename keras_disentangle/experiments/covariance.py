@@ -162,7 +162,7 @@ def train_autoencoder(
         steps_per_execution=min(total, 200),
     )
     # One Keras "epoch" per 10% of the steps keeps the loop overhead small.
-    chunks = min(10, epochs)
+    chunks = _common.chunk_count(total)
     model.fit(
         ds.repeat(),
         steps_per_epoch=total // chunks,

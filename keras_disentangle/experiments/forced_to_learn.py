@@ -116,7 +116,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("mnist_5k", "digits", "mnist"),
         default="mnist_5k",
         help="mnist_5k: 5,000 real MNIST digits (offline); digits: "
-        "scikit-learn's 8x8 digits; mnist: the full set (downloads)",
+        "scikit-learn's 8x8 digits; mnist: the full set from a local "
+        "tensorflow-datasets copy (get it once with "
+        "keras_disentangle.datasets.mnist(download=True))",
     )
     parser.add_argument(
         "--variants",

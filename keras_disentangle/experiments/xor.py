@@ -134,7 +134,7 @@ def train(x, y, *, units, weight, steps, learning_rate, seed, verbose=0):
         jit_compile=True,
         steps_per_execution=min(steps, 500),
     )
-    chunks = min(10, steps)
+    chunks = _common.chunk_count(steps)
     ds = tf.data.Dataset.from_tensors((x, y[:, None])).repeat()
     model.fit(
         ds,

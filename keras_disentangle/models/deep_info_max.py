@@ -353,7 +353,9 @@ class DeepInfoMax(keras.Model):
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
-            self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+            self._loss_tracker.update_state(
+                loss, sample_weight=tf.shape(keras.tree.flatten(x)[0])[0]
+            )
             scaled = self.optimizer.scale_loss(loss)
         weights = self.trainable_variables
         gradients = tape.gradient(scaled, weights)

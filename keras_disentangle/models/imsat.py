@@ -212,6 +212,9 @@ class IMSAT(keras.Model):
         self.n_clusters = n_clusters
         self.n_bits = n_bits
         self.augmentation = augmentation
+        if augmentation == "vat":
+            # Fail at construction, not in the first step of fit.
+            assert_tf_backend('IMSAT(augmentation="vat")')
         self.lam = check_non_negative("lam", lam)
         self.mu = check_non_negative("mu", mu)
         self.xi = check_positive("xi", xi)
