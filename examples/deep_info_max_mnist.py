@@ -30,8 +30,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_disentangle import datasets  # noqa: E402
-from keras_disentangle.metrics import linear_probe_accuracy  # noqa: E402
 from keras_disentangle.models import DeepInfoMax  # noqa: E402
+from keras_disentangle.scores import linear_probe_accuracy  # noqa: E402
 
 
 def conv_encoder(

@@ -40,8 +40,13 @@ import numpy as np  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from keras_disentangle import datasets, metrics  # noqa: E402
+from keras_disentangle import datasets  # noqa: E402
 from keras_disentangle.models import IMSAT  # noqa: E402
+from keras_disentangle.scores import (
+    clustering_accuracy,
+    hamming_ranking_map,
+    precision_at_k,
+)
 
 
 def mlp_encoder(n_inputs: int, hidden, n_outputs: int) -> keras.Model:
@@ -105,16 +110,14 @@ def clustering(x_fit, x_score, y_score, seeds, epochs, hidden, n_init):
     for seed in seeds:
         km = KMeans(10, n_init=n_init, random_state=seed).fit(x_fit)
         scores["KMeans (raw pixels)"].append(
-            metrics.clustering_accuracy(y_score, km.predict(x_score))
+            clustering_accuracy(y_score, km.predict(x_score))
         )
         for aug in ("vat", "rpt"):
             model = fit_imsat(
                 x_fit, seed, epochs, hidden=hidden, n_clusters=10, augmentation=aug
             )
             pred = model.predict(x_score, batch_size=1000, verbose=0)
-            scores[f"IMSAT ({aug.upper()})"].append(
-                metrics.clustering_accuracy(y_score, pred)
-            )
+            scores[f"IMSAT ({aug.upper()})"].append(clustering_accuracy(y_score, pred))
     return scores
 
 
@@ -123,8 +126,8 @@ def hashing(x_db, y_db, x_q, y_q, seeds, epochs, hidden, n_bits=16):
 
     def score(query, db):
         return (
-            metrics.hamming_ranking_map(query, y_q, db, y_db),
-            metrics.precision_at_k(query, y_q, db, y_db, k=500),
+            hamming_ranking_map(query, y_q, db, y_db),
+            precision_at_k(query, y_q, db, y_db, k=500),
         )
 
     pca = PCA(n_bits).fit(x_db)  # deterministic: the same for every seed

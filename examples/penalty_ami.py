@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from keras_disentangle import datasets, layers, metrics, regularizers  # noqa: E402
+from keras_disentangle import datasets, layers, regularizers  # noqa: E402
+from keras_disentangle.scores import cluster_scores
 
 PENALTIES = {
     "none": lambda: {},
@@ -59,7 +60,7 @@ def run(penalty: str, data, epochs: int, seed: int) -> dict:
     )["accuracy"]
     fc1 = keras.Model(model.inputs, model.get_layer("fc1").output)
     embeddings = fc1.predict(x_test, verbose=0)
-    scores = metrics.cluster_scores(embeddings, y_test, n_clusters=10, seed=seed)
+    scores = cluster_scores(embeddings, y_test, n_clusters=10, seed=seed)
     return {"penalty": penalty, "binary_acc": accuracy, **scores}
 
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from keras_disentangle.callbacks import ClusteringScores
 from keras_disentangle.datasets import digits
-from keras_disentangle.metrics import cluster_scores
 from keras_disentangle.regularizers import ActivityKLMargin
+from keras_disentangle.scores import cluster_scores
 
 
 def _import_keras_tuner():

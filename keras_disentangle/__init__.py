@@ -6,29 +6,27 @@ saved to ``.keras`` load back with ``keras.saving.load_model``.
 """
 
 import importlib
-import os
-import sys
-
-if "tensorflow" not in sys.modules:
-    # TensorFlow's C++ start-up INFO lines drown the progress of the command
-    # line; a value the user set is kept.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import importlib.metadata
 
 from keras_disentangle import (
     callbacks,  # noqa: F401
     layers,  # noqa: F401
     losses,  # noqa: F401
-    metrics,  # noqa: F401
     models,  # noqa: F401
     penalties,  # noqa: F401
     regularizers,  # noqa: F401
+    scores,  # noqa: F401
 )
 
-__version__ = "0.1.0"
+try:
+    # One version string: the one pyproject.toml gives the installed package.
+    __version__ = importlib.metadata.version("keras_disentangle")
+except importlib.metadata.PackageNotFoundError:  # a checkout that is not installed
+    __version__ = "0+unknown"
 
 # Modules with optional dependencies (matplotlib, tensorflow-datasets, mlxtend)
 # are imported on first use, so that the core package needs none of them.
-_LAZY = ("plots", "datasets", "experiments")
+_LAZY = ("plots", "datasets", "experiments", "metrics")
 
 
 def __getattr__(name):

@@ -96,3 +96,83 @@ def check_no_reserved_keys(name: str, kwargs: dict, reserved) -> dict:
             f"itself; pass them as its own arguments. Received: {name}={kwargs!r}"
         )
     return kwargs
+
+
+def check_seed(name: str, value, *, allow_generator: bool = False):
+    """Returns ``value`` unchanged: ``None``, an integer >= 0 or (with
+    ``allow_generator``) a ``keras.random.SeedGenerator``; raises otherwise.
+
+    The one rule for every ``seed=`` argument of the package.
+    """
+    if value is None or (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Integral)
+        and int(value) >= 0
+    ):
+        return None if value is None else int(value)
+    if allow_generator:
+        import keras
+
+        if isinstance(value, keras.random.SeedGenerator):
+            return value
+    expected = "None, an integer >= 0" + (
+        " or a keras.random.SeedGenerator" if allow_generator else ""
+    )
+    raise ValueError(
+        f"Invalid value for argument {name}: expected {expected}. "
+        f"{_describe(name, value)}"
+    )
+
+
+def label_vector(name: str, value, *, min_samples: int = 1, unlabelled=None):
+    """The one rule for NumPy labels: returns a 1-D array ``(N,)``.
+
+    Accepts integer or string labels ``(N,)``, a column ``(N, 1)`` and one-hot
+    (or probability) rows ``(N, C)`` with ``C > 1`` (their argmax). Float
+    labels must be whole numbers; NaN, infinity and fractions raise. With
+    ``unlabelled`` set (e.g. ``-1``), that value marks unlabelled samples and
+    is kept as it is. Raises a ``ValueError`` naming ``name`` otherwise.
+    """
+    import numpy as np
+
+    if value is None:
+        raise ValueError(
+            f"Invalid value for argument {name}: expected labels (N,), (N, 1) or "
+            f"one-hot (N, C). {_describe(name, value)}"
+        )
+    arr = np.asarray(value)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    elif arr.ndim == 2 and arr.shape[1] > 1 and arr.dtype.kind in "biuf":
+        arr = arr.argmax(axis=1)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"Invalid shape for argument {name}: expected labels (N,), (N, 1) or "
+            f"one-hot (N, C). Received: {name}.shape={arr.shape}"
+        )
+    if arr.shape[0] < min_samples:
+        raise ValueError(
+            f"Invalid shape for argument {name}: expected at least {min_samples} "
+            f"sample(s). Received: {name}.shape={arr.shape}"
+        )
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"Invalid value for argument {name}: expected finite labels, "
+                "found NaN or infinity."
+            )
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(
+                f"Invalid value for argument {name}: expected whole-number "
+                f"labels, found fractions such as {arr[arr != np.round(arr)][:3]}."
+            )
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind == "b":
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iuUSO":
+        raise ValueError(
+            f"Invalid dtype for argument {name}: expected integer or string "
+            f"labels. Received: {name}.dtype={arr.dtype}"
+        )
+    del unlabelled  # kept as is: callers mask it out
+    return arr

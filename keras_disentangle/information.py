@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from keras_disentangle.penalties import _float  # one dtype policy for all formulas
+from keras_disentangle._ops import as_float as _float  # one dtype policy
 
 __all__ = [
     "entropy",

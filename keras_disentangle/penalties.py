@@ -25,6 +25,8 @@ import keras
 from keras import ops
 from keras import random as keras_random
 
+from keras_disentangle._ops import as_float
+
 __all__ = [
     "pairwise_kl",
     "kernel_kl_margin",
@@ -39,16 +41,7 @@ __all__ = [
     "random_location",
 ]
 
-_HALF = ("float16", "bfloat16")
-
-
-def _float(x):
-    """Converts to a float tensor of at least 32 bits."""
-    x = ops.convert_to_tensor(x)
-    dtype = keras.backend.standardize_dtype(x.dtype)
-    if "float" not in dtype or dtype in _HALF:
-        x = ops.cast(x, "float32")
-    return x
+_float = as_float  # the package's dtype rule (keras_disentangle._ops)
 
 
 def _flatten_samples(h, name: str):

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from keras_disentangle import metrics
+from keras_disentangle import scores
 from keras_disentangle._validation import check_choice, check_no_reserved_keys
 
 __all__ = [
@@ -49,9 +49,9 @@ def _new_figure(**kwargs):
 
 
 def _embeddings_and_labels(embeddings, labels, min_samples=1):
-    h = metrics._matrix("embeddings", embeddings, min_samples=min_samples)
-    y = metrics._labels("labels", labels)
-    metrics._same_length("embeddings", h, "labels", y)
+    h = scores._inputs._matrix("embeddings", embeddings, min_samples=min_samples)
+    y = scores._inputs._labels("labels", labels)
+    scores._inputs._same_length("embeddings", h, "labels", y)
     return h, y
 
 
@@ -72,9 +72,10 @@ def _embed(model_or_embeddings, x, layer, batch_size):
             "Invalid value for argument x: expected the inputs to embed with "
             "the model. Received: x=None"
         )
-    from keras_disentangle.callbacks.scores import _embedding_model, _to_numpy
+    from keras_disentangle._submodel import layer_model
+    from keras_disentangle.callbacks.scores import _to_numpy
 
-    embedder = _embedding_model(model_or_embeddings, layer, "most_active_units")
+    embedder = layer_model(model_or_embeddings, layer, "most_active_units")
     out = _to_numpy(
         embedder.predict(x, batch_size=batch_size, verbose=0), embedder.name
     )
@@ -318,7 +319,7 @@ def scores_by_n_clusters(
     """A clustering score against the number of KMeans clusters (Figure 6).
 
     For each model and each ``k`` in ``n_clusters``, runs
-    ``metrics.cluster_scores(embeddings, labels, n_clusters=k, seed=seed)``
+    ``scores.cluster_scores(embeddings, labels, n_clusters=k, seed=seed)``
     and draws ``score`` against ``k``, one line per model.
 
     Args:
@@ -327,7 +328,7 @@ def scores_by_n_clusters(
         n_clusters: the cluster counts, each >= 1.
         score: ``"ami"``, ``"nmi"``, ``"ari"`` or ``"acc"``.
         seed: KMeans seed.
-        **kmeans_kwargs: passed to ``metrics.cluster_scores`` (``threads``)
+        **kmeans_kwargs: passed to ``scores.cluster_scores`` (``threads``)
             and ``sklearn.cluster.KMeans`` (``n_init``, ...).
 
     Returns:
@@ -362,7 +363,7 @@ def scores_by_n_clusters(
     ax = fig.subplots()
     for name, embeddings in embeddings_by_model.items():
         values = [
-            metrics.cluster_scores(
+            scores.cluster_scores(
                 embeddings, labels, n_clusters=k, seed=seed, **kmeans_kwargs
             )[score]
             for k in ks
@@ -407,8 +408,8 @@ def covariance_image(h, *, title: str | None = None, log_spectrum: bool = False)
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,
         Figures 4-5.
     """
-    h = metrics._matrix("h", h, min_samples=2)
-    c = metrics._covariance(h)
+    h = scores._inputs._matrix("h", h, min_samples=2)
+    c = scores.disentanglement._covariance(h)
     variances = np.sort(np.diag(c))[::-1]
     fig = _new_figure(figsize=(9.0, 4.0))
     ax_cov, ax_spec = fig.subplots(1, 2)

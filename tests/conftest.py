@@ -1,11 +1,39 @@
-"""Shared pytest set-up: slow tests are opt-in with ``--slow``."""
+"""Shared pytest set-up.
+
+- Slow end-to-end tests are opt-in with ``--slow``.
+- Two devices are simulated on the CPU before any backend starts: two logical
+  CPUs for TensorFlow (``tf.distribute.MirroredStrategy``), two XLA host
+  devices for JAX (``keras.distribution.DataParallel``). A model built
+  without a strategy or distribution still runs on the first device alone.
+- Fixtures ``mirrored_strategy`` and ``data_parallel`` give the two-replica
+  set-ups, skipping on a backend that has none.
+"""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    ).strip()
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    _cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        _cpus[0],
+        [
+            tf.config.LogicalDeviceConfiguration(),
+            tf.config.LogicalDeviceConfiguration(),
+        ],
+    )
 
 
 def pytest_addoption(parser):
@@ -18,9 +46,42 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="slow end-to-end run: use pytest --slow")
+    skip_slow = pytest.mark.skip(reason="slow end-to-end run: use pytest --slow")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "slow" in item.keywords and not config.getoption("--slow"):
+            item.add_marker(skip_slow)
+        marker = item.get_closest_marker("backends")
+        if marker is not None and BACKEND not in marker.args:
+            reason = marker.kwargs.get("reason", "")
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"runs on {', '.join(marker.args)} only: {reason}"
+                )
+            )
+
+
+@pytest.fixture
+def mirrored_strategy():
+    """A ``tf.distribute.MirroredStrategy`` over two logical CPUs (TensorFlow)."""
+    if BACKEND != "tensorflow":
+        pytest.skip("tf.distribute needs the TensorFlow backend")
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture
+def data_parallel():
+    """Sets ``keras.distribution.DataParallel`` over two JAX CPU devices for
+    the test, and restores the previous distribution after it (JAX)."""
+    if BACKEND != "jax":
+        pytest.skip("keras.distribution.DataParallel needs the JAX backend")
+    devices = keras.distribution.list_devices("cpu")
+    if len(devices) < 2:
+        pytest.skip("needs 2 JAX CPU devices (XLA_FLAGS was set too late)")
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices[:2])
+    )
+    yield keras.distribution.distribution()
+    keras.distribution.set_distribution(previous)

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_disentangle import metrics
 from keras_disentangle.callbacks import ClusteringScores, DisentanglementScores
+from keras_disentangle.scores import (
+    cluster_scores,
+    cvr,
+    mapc,
+    utilized_dimensions,
+)
 
 
 def _data(n=120, seed=0):
@@ -58,7 +63,7 @@ def test_clustering_scores_reach_history_and_a_later_csv_logger(tmp_path):
     # recomputed independently.
     hidden = keras.Model(model.inputs, model.get_layer("hidden").output)
     # The callback's default KMeans: n_init=3, seed 0.
-    expected = metrics.cluster_scores(hidden.predict(x, verbose=0), labels, n_init=3)
+    expected = cluster_scores(hidden.predict(x, verbose=0), labels, n_init=3)
     for key, value in expected.items():
         assert history.history[f"val_{key}"][-1] == pytest.approx(value)
         assert scores.scores[f"val_{key}"] == pytest.approx(value)
@@ -84,7 +89,7 @@ def test_kmeans_settings_and_threads():
     out = model.predict(x, verbose=0)
     for kwargs in ({"kmeans_kwargs": {"n_init": 10}, "threads": None}, {"seed": 4}):
         callback = ClusteringScores((x, labels), **kwargs)
-        expected = metrics.cluster_scores(
+        expected = cluster_scores(
             out, labels, seed=callback.seed, n_init=callback.kmeans_kwargs["n_init"]
         )
         assert callback.evaluate(model) == pytest.approx(expected)
@@ -112,7 +117,7 @@ def test_layer_by_object_and_model_output_and_prefix():
     history = _fit(model, x, [by_object, output], epochs=1)
     assert "out_ami" in history.history and "val_ami" in history.history
     out = model.predict(x, verbose=0)
-    expected = metrics.cluster_scores(out, labels, n_clusters=2, n_init=3)
+    expected = cluster_scores(out, labels, n_clusters=2, n_init=3)
     assert history.history["out_acc"][-1] == pytest.approx(expected["acc"])
 
 
@@ -231,20 +236,20 @@ def test_disentanglement_scores_match_the_metrics(tmp_path, capsys):
     h = keras.Model(model.inputs, model.get_layer("hidden").output).predict(
         x, verbose=0
     )
-    assert history.history["val_mapc"][-1] == pytest.approx(metrics.mapc(h, 0.01))
-    assert history.history["val_cvr"][-1] == pytest.approx(metrics.cvr(h))
-    assert history.history["val_ud95"][-1] == metrics.utilized_dimensions(h, 0.95)
+    assert history.history["val_mapc"][-1] == pytest.approx(mapc(h, 0.01))
+    assert history.history["val_cvr"][-1] == pytest.approx(cvr(h))
+    assert history.history["val_ud95"][-1] == utilized_dimensions(h, 0.95)
     with open(csv_path) as f:
         assert "val_ud95" in next(csv.DictReader(f))
     assert "DisentanglementScores val_mapc" in capsys.readouterr().out
     # A dataset of (x, y) batches works too, and so does one of x batches.
     dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(50)
     from_dataset = DisentanglementScores(dataset, layer="hidden", fraction=0.95)
-    assert from_dataset.evaluate(model)["cvr"] == pytest.approx(metrics.cvr(h))
+    assert from_dataset.evaluate(model)["cvr"] == pytest.approx(cvr(h))
     x_only = tf.data.Dataset.from_tensor_slices(x).batch(50)
     assert DisentanglementScores(x_only, layer="hidden").evaluate(model)[
         "cvr"
-    ] == pytest.approx(metrics.cvr(h))
+    ] == pytest.approx(cvr(h))
 
 
 def test_rank_3_layer_output_is_flattened():

@@ -9,7 +9,7 @@ pytest.importorskip("matplotlib")
 from matplotlib.figure import Figure  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from keras_disentangle import metrics, plots  # noqa: E402
+from keras_disentangle import plots, scores  # noqa: E402
 
 
 def _png_ok(fig, tmp_path, name):
@@ -132,7 +132,7 @@ def test_scores_by_n_clusters_lines_hold_the_scores(tmp_path):
     assert [line.get_label() for line in ax.lines] == ["penalised", "noise"]
     assert list(ax.lines[0].get_xdata()) == [2, 3, 5]
     expected = [
-        metrics.cluster_scores(h, labels, n_clusters=k, n_init=2)["ami"]
+        scores.cluster_scores(h, labels, n_clusters=k, n_init=2)["ami"]
         for k in (2, 3, 5)
     ]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), expected)

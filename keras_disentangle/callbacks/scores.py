@@ -1,7 +1,7 @@
 """Callbacks that score a representation at the end of an epoch into ``logs``.
 
 ``ClusteringScores`` writes ``val_ami``, ``val_nmi``, ``val_ari``, ``val_acc``
-(KMeans on the embeddings, ``keras_disentangle.metrics.cluster_scores``);
+(KMeans on the embeddings, ``keras_disentangle.scores.cluster_scores``);
 ``DisentanglementScores`` writes ``val_mapc``, ``val_cvr``, ``val_ud90``
 (``keras_disentangle.metrics``). The values go into the ``logs`` dict that
 Keras hands to every callback, as ``LearningRateScheduler`` writes
@@ -25,11 +25,17 @@ import time
 import keras
 import numpy as np
 
-from keras_disentangle import metrics
+from keras_disentangle._submodel import layer_model
 from keras_disentangle._validation import (
     check_fraction,
     check_no_reserved_keys,
     check_positive_int,
+)
+from keras_disentangle.scores import (
+    cluster_scores,
+    cvr,
+    mapc,
+    utilized_dimensions,
 )
 
 __all__ = ["ClusteringScores", "DisentanglementScores"]
@@ -48,42 +54,6 @@ _CALLBACK_N_INIT = 3
 def _is_dataset(data) -> bool:
     """Duck-typed ``tf.data.Dataset`` (no TensorFlow import needed)."""
     return hasattr(data, "element_spec") and hasattr(data, "as_numpy_iterator")
-
-
-def _embedding_model(model, layer=None, owner: str = "keras_disentangle"):
-    """The model itself (``layer=None``) or a sub-model from its inputs to ``layer``.
-
-    ``layer`` is a layer name or object of ``model``. Raises a ``ValueError``
-    that says what to do when the layer has no symbolic output (a subclassed
-    model) or is not connected to the model's inputs.
-    """
-    if layer is None:
-        return model
-    if isinstance(layer, str):
-        layer = model.get_layer(layer)  # its ValueError names the layer
-    try:
-        inputs = model.inputs
-        output = layer.output
-    except (AttributeError, ValueError) as error:
-        raise ValueError(
-            f"{owner} cannot read the output of layer {layer.name!r} of model "
-            f"{model.name!r}: scoring an inner layer needs a Functional or "
-            "Sequential model whose layer has a symbolic output (a subclassed "
-            "model has none). Build the model with the functional API, or pass "
-            f"layer=None and score a model that outputs the embeddings. ({error})"
-        ) from error
-    if isinstance(output, (list, tuple, dict)):
-        raise ValueError(
-            f"Layer {layer.name!r} has several outputs; {owner} scores a single "
-            "embedding tensor."
-        )
-    try:
-        return keras.Model(inputs, output, name=f"{model.name}_{layer.name}")
-    except ValueError as error:
-        raise ValueError(
-            f"Layer {layer.name!r} is not connected to the inputs of model "
-            f"{model.name!r} (is it inside a nested model?). ({error})"
-        ) from error
 
 
 def _to_numpy(output, name):
@@ -209,7 +179,7 @@ class _ScoresCallback(keras.callbacks.Callback):
 
     def _embedder_for(self, model):
         if self._embedder is None or self._embedder_source is not model:
-            self._embedder = _embedding_model(model, self.layer, type(self).__name__)
+            self._embedder = layer_model(model, self.layer, type(self).__name__)
             self._embedder_source = model
         return self._embedder
 
@@ -294,7 +264,7 @@ class ClusteringScores(_ScoresCallback):
     counted from 1, as ``validation_freq`` in ``fit``), embeds ``data`` at
     ``layer``, runs KMeans and writes ``{prefix}ami``, ``{prefix}nmi``,
     ``{prefix}ari`` and ``{prefix}acc`` into ``logs``
-    (``keras_disentangle.metrics.cluster_scores``). The scores are also kept
+    (``keras_disentangle.scores.cluster_scores``). The scores are also kept
     in ``self.scores`` (the latest) and ``self.scores_by_epoch``.
 
     Put it BEFORE the callbacks that read the scores (CSVLogger,
@@ -326,7 +296,7 @@ class ClusteringScores(_ScoresCallback):
         seed: ``random_state`` of KMeans; the scores are deterministic.
         kmeans_kwargs: arguments of ``sklearn.cluster.KMeans``; the callback
             uses ``n_init=3`` unless given here (``{"n_init": 10}`` gives
-            exactly the values of ``metrics.cluster_scores``' defaults).
+            exactly the values of ``cluster_scores``' defaults).
         threads: OpenMP/BLAS threads of the KMeans (``threadpoolctl``); None
             leaves scikit-learn's default (all cores).
 
@@ -395,7 +365,7 @@ class ClusteringScores(_ScoresCallback):
         self.threads = threads
 
     def compute_scores(self, embeddings, labels) -> dict[str, float]:
-        return metrics.cluster_scores(
+        return cluster_scores(
             embeddings,
             labels,
             n_clusters=self.n_clusters,
@@ -410,9 +380,9 @@ class DisentanglementScores(_ScoresCallback):
 
     At the end of every ``every``-th epoch, embeds ``data`` at ``layer`` and
     writes into ``logs``: ``{prefix}mapc`` (mean absolute Pearson correlation,
-    ``keras_disentangle.metrics.mapc``), ``{prefix}cvr`` (covariance to
-    variance ratio, ``metrics.cvr``) and ``{prefix}ud90`` (utilized
-    dimensions, ``metrics.utilized_dimensions``; the key follows
+    ``keras_disentangle.scores.mapc``), ``{prefix}cvr`` (covariance to
+    variance ratio, ``cvr``) and ``{prefix}ud90`` (utilized
+    dimensions, ``utilized_dimensions``; the key follows
     ``fraction``, e.g. ``ud95`` for 0.95). Lower MAPC and CVR are more
     disentangled. The ordering, ``every`` and deep-copy notes of
     ``ClusteringScores`` hold here too.
@@ -426,7 +396,7 @@ class DisentanglementScores(_ScoresCallback):
         prefix: prefix of the keys written into ``logs``.
         verbose: 1 prints the scores each scored epoch.
         batch_size: batch size of the embedding pass.
-        min_variance_fraction: passed to ``metrics.mapc``: units holding less
+        min_variance_fraction: passed to ``mapc``: units holding less
             than this share of the total variance are left out of MAPC.
         fraction: the share of variance of ``utilized_dimensions``.
 
@@ -474,9 +444,7 @@ class DisentanglementScores(_ScoresCallback):
     def compute_scores(self, embeddings, labels) -> dict[str, float]:
         ud_key = f"ud{round(self.fraction * 100):d}"
         return {
-            "mapc": metrics.mapc(
-                embeddings, min_variance_fraction=self.min_variance_fraction
-            ),
-            "cvr": metrics.cvr(embeddings),
-            ud_key: float(metrics.utilized_dimensions(embeddings, self.fraction)),
+            "mapc": mapc(embeddings, min_variance_fraction=self.min_variance_fraction),
+            "cvr": cvr(embeddings),
+            ud_key: float(utilized_dimensions(embeddings, self.fraction)),
         }

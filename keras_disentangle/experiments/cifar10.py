@@ -154,7 +154,8 @@ def main(args: argparse.Namespace) -> int:
     """Runs the experiment; returns 0, or 2 when CIFAR-10 is not available."""
     import keras
 
-    from keras_disentangle import datasets, metrics, plots
+    from keras_disentangle import datasets, plots
+    from keras_disentangle.scores import cluster_scores
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -212,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
                 [model.get_layer("fc1").output, model.get_layer("fc2").output],
             )
             h, p = view.predict(x_test, batch_size=256, verbose=0)
-            scores = metrics.cluster_scores(h, y_test, n_clusters=10, seed=seed)
+            scores = cluster_scores(h, y_test, n_clusters=10, seed=seed)
             row = {
                 "variant": variant,
                 "seed": seed,

@@ -178,16 +178,16 @@ def score(h, x, x_hat, d: int = 4) -> dict:
 
     ``d`` is the number of factors (TdV's ``d``, capped at the code units).
     """
-    from keras_disentangle import metrics
+    from keras_disentangle import scores
 
     variance = float(np.mean(np.var(x, axis=0)))
     return {
         "mse": float(np.mean((x_hat - x) ** 2)) / variance,
-        "mapc": metrics.mapc(h),
-        "mapc_live": metrics.mapc(h, min_variance_fraction=LIVE_FRACTION),
-        "cvr": metrics.cvr(h),
-        "tdv": metrics.tdv(h, min(d, h.shape[1])),
-        "ud90": metrics.utilized_dimensions(h, fraction=0.9),
+        "mapc": scores.mapc(h),
+        "mapc_live": scores.mapc(h, min_variance_fraction=LIVE_FRACTION),
+        "cvr": scores.cvr(h),
+        "tdv": scores.tdv(h, min(d, h.shape[1])),
+        "ud90": scores.utilized_dimensions(h, fraction=0.9),
     }
 
 

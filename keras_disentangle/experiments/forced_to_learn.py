@@ -325,7 +325,7 @@ def train_and_score(
     """
     import numpy as np
 
-    from keras_disentangle.metrics import cluster_scores
+    from keras_disentangle.scores import cluster_scores
 
     _common.set_seed(seed)
     x_train, y_train = splits.train

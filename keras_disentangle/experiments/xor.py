@@ -172,7 +172,7 @@ def _plot_layers(hidden_by_variant, path, title):
 
 def main(args: argparse.Namespace) -> int:
     """Runs the experiment; returns 0."""
-    from keras_disentangle import datasets, metrics
+    from keras_disentangle import datasets, scores
 
     out = _common.output_dir(args, NAME)
     seeds = _common.seed_list(args, default=5, quick_default=1)
@@ -212,8 +212,8 @@ def main(args: argparse.Namespace) -> int:
             }
             for layer, h in ((1, h1), (2, h2)):
                 row[f"active_{layer}"] = active_units(h, args.active_fraction)
-                row[f"ud90_{layer}"] = metrics.utilized_dimensions(h)
-                row[f"cvr_{layer}"] = metrics.cvr(h)
+                row[f"ud90_{layer}"] = scores.utilized_dimensions(h)
+                row[f"cvr_{layer}"] = scores.cvr(h)
                 row[f"variances_{layer}"] = " ".join(
                     f"{v:.2e}" for v in np.var(h, axis=0, ddof=1)
                 )

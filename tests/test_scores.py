@@ -6,7 +6,18 @@ import math
 import numpy as np
 import pytest
 
-from keras_disentangle import metrics
+from keras_disentangle.scores import (
+    cluster_scores,
+    clustering_accuracy,
+    cvr,
+    hamming_ranking_map,
+    linear_probe_accuracy,
+    mapc,
+    precision_at_k,
+    precision_within_radius,
+    tdv,
+    utilized_dimensions,
+)
 
 # ------------------------------------------------------------ loop references
 
@@ -194,7 +205,7 @@ def test_clustering_accuracy_matches_brute_force(seed):
     n_classes, n_clusters = [(3, 3), (3, 5), (4, 2), (2, 4)][seed]
     y_true = rng.integers(0, n_classes, 30)
     y_pred = rng.integers(0, n_clusters, 30)
-    assert metrics.clustering_accuracy(y_true, y_pred) == pytest.approx(
+    assert clustering_accuracy(y_true, y_pred) == pytest.approx(
         loop_accuracy(y_true.tolist(), y_pred.tolist())
     )
 
@@ -204,20 +215,18 @@ def test_clustering_accuracy_is_invariant_to_cluster_ids():
     y_true = rng.integers(0, 4, 50)
     y_pred = rng.integers(0, 4, 50)
     renamed = np.array([17, 3, 99, -1])[y_pred]
-    assert metrics.clustering_accuracy(y_true, renamed) == metrics.clustering_accuracy(
-        y_true, y_pred
-    )
-    assert metrics.clustering_accuracy(y_true, y_true + 10) == 1.0
-    assert metrics.clustering_accuracy(["a", "b", "b"], [1, 0, 0]) == 1.0
+    assert clustering_accuracy(y_true, renamed) == clustering_accuracy(y_true, y_pred)
+    assert clustering_accuracy(y_true, y_true + 10) == 1.0
+    assert clustering_accuracy(["a", "b", "b"], [1, 0, 0]) == 1.0
 
 
 def test_clustering_accuracy_rejects_bad_shapes():
     with pytest.raises(ValueError, match="same number of samples"):
-        metrics.clustering_accuracy([0, 1, 1], [0, 1])
+        clustering_accuracy([0, 1, 1], [0, 1])
     with pytest.raises(ValueError, match="y_true"):
-        metrics.clustering_accuracy(np.zeros((3, 2)), [0, 1, 1])
+        clustering_accuracy(np.zeros((3, 2)), [0, 1, 1])
     with pytest.raises(ValueError, match="at least 1"):
-        metrics.clustering_accuracy([], [])
+        clustering_accuracy([], [])
 
 
 def _blobs(partition, dim=5, seed=0):
@@ -235,7 +244,7 @@ def test_cluster_scores_match_loop_references(seed):
     # KMeans recovers the partition; the labels agree with it 70% of the time.
     partition = np.where(rng.random(60) < 0.7, labels, rng.integers(0, n_classes, 60))
     x = _blobs(partition, seed=seed)
-    scores = metrics.cluster_scores(x, labels, n_clusters=len(set(partition)))
+    scores = cluster_scores(x, labels, n_clusters=len(set(partition)))
     u, v = labels.tolist(), partition.tolist()
     assert scores["ami"] == pytest.approx(loop_ami(u, v), abs=1e-9)
     assert scores["nmi"] == pytest.approx(loop_nmi(u, v), abs=1e-9)
@@ -247,11 +256,11 @@ def test_cluster_scores_good_and_bad_representations():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 1000)
     one_hot = np.eye(10)[labels]
-    assert metrics.cluster_scores(one_hot, labels) == pytest.approx(
+    assert cluster_scores(one_hot, labels) == pytest.approx(
         {"ami": 1.0, "nmi": 1.0, "ari": 1.0, "acc": 1.0}
     )
     noise = rng.normal(size=(1000, 8))
-    scores = metrics.cluster_scores(noise, labels, n_init=2, threads=1)
+    scores = cluster_scores(noise, labels, n_init=2, threads=1)
     assert abs(scores["ami"]) < 0.02
     assert abs(scores["ari"]) < 0.02
     assert scores["acc"] < 0.2
@@ -261,15 +270,15 @@ def test_cluster_scores_deterministic_and_label_permutation_invariant():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, 200)
     x = np.eye(4)[labels] + rng.normal(size=(200, 4)) * 0.6
-    first = metrics.cluster_scores(x, labels, seed=3)
-    assert metrics.cluster_scores(x, labels, seed=3) == first
+    first = cluster_scores(x, labels, seed=3)
+    assert cluster_scores(x, labels, seed=3) == first
     permuted = np.array([2, 0, 3, 1])[labels]
-    assert metrics.cluster_scores(x, permuted, seed=3) == pytest.approx(first)
+    assert cluster_scores(x, permuted, seed=3) == pytest.approx(first)
     # n_clusters defaults to the number of classes; kwargs reach KMeans; the
     # number of threads does not change the result.
-    assert metrics.cluster_scores(x, labels, n_clusters=4, seed=3) == first
-    assert metrics.cluster_scores(x, labels, seed=3, threads=1) == pytest.approx(first)
-    assert set(metrics.cluster_scores(x, labels, algorithm="lloyd", n_init=1)) == {
+    assert cluster_scores(x, labels, n_clusters=4, seed=3) == first
+    assert cluster_scores(x, labels, seed=3, threads=1) == pytest.approx(first)
+    assert set(cluster_scores(x, labels, algorithm="lloyd", n_init=1)) == {
         "ami",
         "nmi",
         "ari",
@@ -279,31 +288,31 @@ def test_cluster_scores_deterministic_and_label_permutation_invariant():
 
 def test_cluster_scores_degenerate_inputs_are_defined():
     labels = np.repeat([0, 1, 2], 5)
-    collapsed = metrics.cluster_scores(np.zeros((15, 3)), labels)
+    collapsed = cluster_scores(np.zeros((15, 3)), labels)
     assert collapsed == {"ami": 0.0, "nmi": 0.0, "ari": 0.0, "acc": 1 / 3}
-    one_class = metrics.cluster_scores(np.random.rand(15, 3), np.zeros(15))
+    one_class = cluster_scores(np.random.rand(15, 3), np.zeros(15))
     assert one_class == {"ami": 1.0, "nmi": 1.0, "ari": 1.0, "acc": 1.0}
-    one_cluster = metrics.cluster_scores(np.random.rand(15, 3), labels, n_clusters=1)
+    one_cluster = cluster_scores(np.random.rand(15, 3), labels, n_clusters=1)
     assert one_cluster["ami"] == 0.0 and one_cluster["acc"] == pytest.approx(1 / 3)
     for scores in (collapsed, one_class, one_cluster):
         assert all(np.isfinite(v) for v in scores.values())
     # Rank-3 embeddings are flattened.
-    assert metrics.cluster_scores(np.eye(3)[labels][:, :, None], labels)["acc"] == 1
+    assert cluster_scores(np.eye(3)[labels][:, :, None], labels)["acc"] == 1
 
 
 def test_cluster_scores_rejects_bad_inputs():
     with pytest.raises(ValueError, match="at least 2 samples"):
-        metrics.cluster_scores(np.zeros((1, 3)), [0])
+        cluster_scores(np.zeros((1, 3)), [0])
     with pytest.raises(ValueError, match="same number of samples"):
-        metrics.cluster_scores(np.zeros((4, 3)), [0, 1, 1])
+        cluster_scores(np.zeros((4, 3)), [0, 1, 1])
     with pytest.raises(ValueError, match="n_clusters"):
-        metrics.cluster_scores(np.zeros((4, 3)), [0, 1, 1, 0], n_clusters=5)
+        cluster_scores(np.zeros((4, 3)), [0, 1, 1, 0], n_clusters=5)
     with pytest.raises(ValueError, match="n_clusters"):
-        metrics.cluster_scores(np.zeros((4, 3)), [0, 1, 1, 0], n_clusters=0)
+        cluster_scores(np.zeros((4, 3)), [0, 1, 1, 0], n_clusters=0)
     with pytest.raises(ValueError, match="finite"):
-        metrics.cluster_scores(np.full((4, 3), np.nan), [0, 1, 1, 0])
+        cluster_scores(np.full((4, 3), np.nan), [0, 1, 1, 0])
     with pytest.raises(ValueError, match="argument threads"):
-        metrics.cluster_scores(np.zeros((4, 3)), [0, 1, 1, 0], threads=0)
+        cluster_scores(np.zeros((4, 3)), [0, 1, 1, 0], threads=0)
 
 
 # ------------------------------------------------------------ disentanglement
@@ -314,30 +323,30 @@ def test_disentanglement_scores_match_loops(shape):
     rng = np.random.default_rng(shape[1])
     mixing = rng.normal(size=(shape[1], shape[1]))
     h = rng.normal(size=shape) @ mixing * rng.uniform(0.1, 3, shape[1])
-    assert metrics.mapc(h) == pytest.approx(loop_mapc(h), rel=1e-10)
-    assert metrics.mapc(h, 0.15) == pytest.approx(loop_mapc(h, 0.15), rel=1e-10)
-    assert metrics.cvr(h) == pytest.approx(loop_cvr(h), rel=1e-10)
+    assert mapc(h) == pytest.approx(loop_mapc(h), rel=1e-10)
+    assert mapc(h, 0.15) == pytest.approx(loop_mapc(h, 0.15), rel=1e-10)
+    assert cvr(h) == pytest.approx(loop_cvr(h), rel=1e-10)
     for d in range(1, shape[1] + 1):
-        assert metrics.tdv(h, d) == pytest.approx(loop_tdv(h, d), rel=1e-10)
+        assert tdv(h, d) == pytest.approx(loop_tdv(h, d), rel=1e-10)
     for fraction in (0.3, 0.5, 0.9, 0.99, 1.0):
-        assert metrics.utilized_dimensions(h, fraction) == loop_ud(h, fraction)
+        assert utilized_dimensions(h, fraction) == loop_ud(h, fraction)
 
 
 def test_disentanglement_scores_good_and_bad_representations():
     rng = np.random.default_rng(0)
     independent = rng.normal(size=(5000, 6))
-    assert metrics.mapc(independent) < 0.03
-    assert metrics.cvr(independent) < 1.2
-    assert metrics.utilized_dimensions(independent) == 6
+    assert mapc(independent) < 0.03
+    assert cvr(independent) < 1.2
+    assert utilized_dimensions(independent) == 6
     base = rng.normal(size=(5000, 1))
     correlated = np.hstack(
         [base, 2 * base, -base, base + 1e-3 * rng.normal(size=(5000, 1))]
     )
-    assert metrics.mapc(correlated) > 0.99
+    assert mapc(correlated) > 0.99
     # Equal-magnitude perfectly correlated units: CVR approaches p.
-    assert metrics.cvr(np.hstack([base] * 4)) == pytest.approx(4.0)
-    assert metrics.utilized_dimensions(np.hstack([base * 10, base * 0.1])) == 1
-    assert metrics.tdv(np.hstack([base * 10, base * 0.1]), 1) > 0.99
+    assert cvr(np.hstack([base] * 4)) == pytest.approx(4.0)
+    assert utilized_dimensions(np.hstack([base * 10, base * 0.1])) == 1
+    assert tdv(np.hstack([base * 10, base * 0.1]), 1) > 0.99
 
 
 def test_mapc_leaves_out_dead_and_constant_units():
@@ -347,42 +356,40 @@ def test_mapc_leaves_out_dead_and_constant_units():
     shared = rng.normal(size=(2000, 1))
     dead = 1e-3 * (shared + 0.3 * rng.normal(size=(2000, 8)))
     h = np.hstack([live, dead])
-    assert metrics.mapc(h) > 0.5
-    assert metrics.mapc(h, min_variance_fraction=0.05) < 0.05
-    assert metrics.mapc(h, min_variance_fraction=0.05) == pytest.approx(
-        metrics.mapc(live)
-    )
+    assert mapc(h) > 0.5
+    assert mapc(h, min_variance_fraction=0.05) < 0.05
+    assert mapc(h, min_variance_fraction=0.05) == pytest.approx(mapc(live))
     # A constant unit is left out (its correlation is undefined), never a NaN.
     with_constant = np.hstack([live, np.full((2000, 1), 3.7)])
-    assert metrics.mapc(with_constant) == pytest.approx(metrics.mapc(live))
-    assert metrics.cvr(with_constant) == pytest.approx(metrics.cvr(live))
+    assert mapc(with_constant) == pytest.approx(mapc(live))
+    assert cvr(with_constant) == pytest.approx(cvr(live))
 
 
 def test_disentanglement_degenerate_inputs():
     constant = np.full((10, 4), 0.3)
-    assert metrics.mapc(constant) == 0.0
-    assert metrics.cvr(constant) == 1.0
-    assert metrics.tdv(constant, 2) == 1.0
-    assert metrics.utilized_dimensions(constant) == 0
+    assert mapc(constant) == 0.0
+    assert cvr(constant) == 1.0
+    assert tdv(constant, 2) == 1.0
+    assert utilized_dimensions(constant) == 0
     one_live = np.hstack([np.arange(10.0)[:, None], np.ones((10, 3))])
-    assert metrics.mapc(one_live) == 0.0
-    assert metrics.utilized_dimensions(one_live) == 1
+    assert mapc(one_live) == 0.0
+    assert utilized_dimensions(one_live) == 1
     with pytest.raises(ValueError, match="at least 2 samples"):
-        metrics.mapc(np.ones((1, 4)))
+        mapc(np.ones((1, 4)))
     with pytest.raises(ValueError, match="at least 2 samples"):
-        metrics.cvr(np.ones((1, 4)))
+        cvr(np.ones((1, 4)))
     with pytest.raises(ValueError, match="argument d"):
-        metrics.tdv(np.random.rand(5, 3), 4)
+        tdv(np.random.rand(5, 3), 4)
     with pytest.raises(ValueError, match="argument d"):
-        metrics.tdv(np.random.rand(5, 3), 0)
+        tdv(np.random.rand(5, 3), 0)
     with pytest.raises(ValueError, match="fraction"):
-        metrics.utilized_dimensions(np.random.rand(5, 3), 0.0)
+        utilized_dimensions(np.random.rand(5, 3), 0.0)
     with pytest.raises(ValueError, match="min_variance_fraction"):
-        metrics.mapc(np.random.rand(5, 3), 1.5)
+        mapc(np.random.rand(5, 3), 1.5)
     with pytest.raises(ValueError, match="finite"):
-        metrics.cvr(np.array([[0.0, np.inf], [1.0, 2.0]]))
+        cvr(np.array([[0.0, np.inf], [1.0, 2.0]]))
     with pytest.raises(ValueError, match="dtype"):
-        metrics.cvr(np.array([["a", "b"], ["c", "d"]]))
+        cvr(np.array([["a", "b"], ["c", "d"]]))
 
 
 def test_half_precision_and_integer_inputs_are_computed_in_float64():
@@ -397,8 +404,8 @@ def test_half_precision_and_integer_inputs_are_computed_in_float64():
     for dtype in dtypes:
         low = h.astype(dtype)
         expected = low.astype(np.float64)
-        assert metrics.cvr(low) == pytest.approx(loop_cvr(expected))
-        assert metrics.mapc(low) == pytest.approx(loop_mapc(expected))
+        assert cvr(low) == pytest.approx(loop_cvr(expected))
+        assert mapc(low) == pytest.approx(loop_mapc(expected))
 
 
 # -------------------------------------------------------------------- hashing
@@ -419,19 +426,19 @@ def test_hashing_scores_match_loops(seed, monkeypatch):
     q, ql, d, dl = _random_codes(seed)
     lists = (q.tolist(), ql.tolist(), d.tolist(), dl.tolist())
     expected_map = loop_map(*lists)
-    assert metrics.hamming_ranking_map(q, ql, d, dl) == pytest.approx(expected_map)
+    assert hamming_ranking_map(q, ql, d, dl) == pytest.approx(expected_map)
     for k in (1, 7, 70, 500):
-        assert metrics.precision_at_k(q, ql, d, dl, k=k) == pytest.approx(
+        assert precision_at_k(q, ql, d, dl, k=k) == pytest.approx(
             loop_precision_at_k(*lists, k)
         )
     for radius in (0, 1, 2, 6):
-        assert metrics.precision_within_radius(q, ql, d, dl, radius) == pytest.approx(
+        assert precision_within_radius(q, ql, d, dl, radius) == pytest.approx(
             loop_precision_radius(*lists, radius)
         )
     # Several chunks of queries give the same result.
-    monkeypatch.setattr(metrics, "_CHUNK_ENTRIES", 150)
-    assert metrics.hamming_ranking_map(q, ql, d, dl) == pytest.approx(expected_map)
-    assert metrics.precision_at_k(q, ql, d, dl, k=7) == pytest.approx(
+    monkeypatch.setattr("keras_disentangle.scores.hashing._CHUNK_ENTRIES", 150)
+    assert hamming_ranking_map(q, ql, d, dl) == pytest.approx(expected_map)
+    assert precision_at_k(q, ql, d, dl, k=7) == pytest.approx(
         loop_precision_at_k(*lists, 7)
     )
 
@@ -442,13 +449,11 @@ def test_hashing_scores_good_and_bad_codes():
     class_codes[:, :4] = np.eye(4)  # distinct codes, >= 2 bits apart
     dl = rng.integers(0, 4, 400)
     ql = rng.integers(0, 4, 50)
-    perfect = metrics.hamming_ranking_map(class_codes[ql], ql, class_codes[dl], dl)
+    perfect = hamming_ranking_map(class_codes[ql], ql, class_codes[dl], dl)
     assert perfect == 1.0
-    assert metrics.precision_at_k(class_codes[ql], ql, class_codes[dl], dl, k=50) == 1
-    assert (
-        metrics.precision_within_radius(class_codes[ql], ql, class_codes[dl], dl) == 1
-    )
-    noise_map = metrics.hamming_ranking_map(
+    assert precision_at_k(class_codes[ql], ql, class_codes[dl], dl, k=50) == 1
+    assert precision_within_radius(class_codes[ql], ql, class_codes[dl], dl) == 1
+    noise_map = hamming_ranking_map(
         rng.integers(0, 2, (50, 16)), ql, rng.integers(0, 2, (400, 16)), dl
     )
     assert noise_map < 0.4
@@ -457,19 +462,19 @@ def test_hashing_scores_good_and_bad_codes():
 def test_hashing_degenerate_inputs():
     codes = np.array([[0, 0, 0], [1, 1, 1]], dtype=bool)
     # No relevant item: AP 0. Nothing within the radius: precision 0.
-    assert metrics.hamming_ranking_map(codes[:1], [5], codes, [0, 1]) == 0.0
-    assert metrics.precision_within_radius(codes[:1], [1], codes[1:], [1], 2) == 0.0
-    assert metrics.precision_within_radius(codes[:1], [1], codes[1:], [1], 3) == 1.0
+    assert hamming_ranking_map(codes[:1], [5], codes, [0, 1]) == 0.0
+    assert precision_within_radius(codes[:1], [1], codes[1:], [1], 2) == 0.0
+    assert precision_within_radius(codes[:1], [1], codes[1:], [1], 3) == 1.0
     with pytest.raises(ValueError, match="0, 1"):
-        metrics.hamming_ranking_map(np.array([[0, 2]]), [0], np.array([[0, 1]]), [0])
+        hamming_ranking_map(np.array([[0, 2]]), [0], np.array([[0, 1]]), [0])
     with pytest.raises(ValueError, match="number of bits"):
-        metrics.precision_at_k(np.zeros((1, 2)), [0], np.zeros((3, 3)), [0, 0, 0])
+        precision_at_k(np.zeros((1, 2)), [0], np.zeros((3, 3)), [0, 0, 0])
     with pytest.raises(ValueError, match="same number of samples"):
-        metrics.precision_at_k(np.zeros((2, 2)), [0], np.zeros((3, 2)), [0, 0, 0])
+        precision_at_k(np.zeros((2, 2)), [0], np.zeros((3, 2)), [0, 0, 0])
     with pytest.raises(ValueError, match="argument k"):
-        metrics.precision_at_k(np.zeros((1, 2)), [0], np.zeros((3, 2)), [0, 0, 0], k=0)
+        precision_at_k(np.zeros((1, 2)), [0], np.zeros((3, 2)), [0, 0, 0], k=0)
     with pytest.raises(ValueError, match="argument radius"):
-        metrics.precision_within_radius(
+        precision_within_radius(
             np.zeros((1, 2)), [0], np.zeros((3, 2)), [0, 0, 0], radius=-1
         )
 
@@ -478,9 +483,9 @@ def test_linear_probe_accuracy_separable_and_noise():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 50)
     separable = np.eye(4)[y] + 0.05 * rng.normal(size=(200, 4))
-    assert metrics.linear_probe_accuracy((separable, y), (separable, y)) == 1.0
+    assert linear_probe_accuracy((separable, y), (separable, y)) == 1.0
     noise_train, noise_test = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
-    chance = metrics.linear_probe_accuracy((noise_train, y), (noise_test, y))
+    chance = linear_probe_accuracy((noise_train, y), (noise_test, y))
     assert chance < 0.45
 
 
@@ -493,15 +498,15 @@ def test_linear_probe_accuracy_matches_sklearn_and_validates():
     scaler = StandardScaler().fit(x[:40])
     clf = LogisticRegression(C=0.5, max_iter=2000).fit(scaler.transform(x[:40]), y[:40])
     want = float(np.mean(clf.predict(scaler.transform(x[40:])) == y[40:]))
-    got = metrics.linear_probe_accuracy((x[:40], y[:40]), (x[40:], y[40:]), C=0.5)
+    got = linear_probe_accuracy((x[:40], y[:40]), (x[40:], y[40:]), C=0.5)
     assert got == want
     with pytest.raises(ValueError, match="C"):
-        metrics.linear_probe_accuracy((x, y), (x, y), C=0)
+        linear_probe_accuracy((x, y), (x, y), C=0)
     with pytest.raises(ValueError, match="same size"):
-        metrics.linear_probe_accuracy((x, y), (x[:, :3], y))
+        linear_probe_accuracy((x, y), (x[:, :3], y))
 
 
 def test_cluster_scores_rejects_reserved_kmeans_arguments():
     x = np.eye(3)[np.repeat([0, 1, 2], 5)]
     with pytest.raises(ValueError, match="kmeans_kwargs"):
-        metrics.cluster_scores(x, np.repeat([0, 1, 2], 5), random_state=1)
+        cluster_scores(x, np.repeat([0, 1, 2], 5), random_state=1)
