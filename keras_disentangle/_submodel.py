@@ -7,7 +7,11 @@ import keras
 __all__ = ["layer_model"]
 
 
-def layer_model(model, layer=None, owner: str = "keras_disentangle"):
+def layer_model(
+    model: keras.Model,
+    layer: str | keras.layers.Layer | None = None,
+    owner: str = "keras_disentangle",
+) -> keras.Model:
     """The model itself (``layer=None``) or a sub-model from its inputs to ``layer``.
 
     The one helper for "a sub-model up to a named layer" (score callbacks,

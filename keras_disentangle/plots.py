@@ -187,9 +187,9 @@ def most_active_units(
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, Figures 2-3.
     """
-    label_vector("labels", labels)  # before the embedding pass
+    y = label_vector("labels", labels)  # before the embedding pass
     embeddings = _embed(model_or_embeddings, x, layer, batch_size)
-    classes, counts = most_active_unit_counts(embeddings, labels)
+    classes, counts = most_active_unit_counts(embeddings, y)
     values = counts.astype(np.float64)
     if normalize:
         values /= np.maximum(values.sum(axis=1, keepdims=True), 1)

@@ -75,7 +75,7 @@ class _CentroidCallback(keras.callbacks.Callback):
     """Shared set-up: layer resolution and a deepcopy that skips Keras state."""
 
     # Attributes that hold Keras objects of one training run.
-    _RUN_STATE = ("_model", "_resolved")
+    _RUN_STATE: tuple[str, ...] = ("_model", "_resolved")
 
     def __init__(self, layer: str | keras.layers.Layer | None) -> None:
         super().__init__()
@@ -85,7 +85,7 @@ class _CentroidCallback(keras.callbacks.Callback):
                 f"layer, its name or None. Received: layer={layer!r}"
             )
         self.layer = layer
-        self._resolved = None
+        self._resolved: Any = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         """Finds the layer (a misspelt name raises before the first epoch)."""
@@ -240,7 +240,7 @@ class CentroidReinit(_CentroidCallback):
         https://github.com/skarakulak/CLR_SSL (utils.py).
     """
 
-    _RUN_STATE = ("_model", "_resolved", "_extractor")
+    _RUN_STATE: tuple[str, ...] = ("_model", "_resolved", "_extractor")
 
     def __init__(
         self,
@@ -272,7 +272,7 @@ class CentroidReinit(_CentroidCallback):
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.seed = check_seed("seed", seed)
         self._rng = np.random.default_rng(seed)
-        self._extractor = None
+        self._extractor: Any = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)

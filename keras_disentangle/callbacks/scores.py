@@ -433,6 +433,11 @@ class ClusteringScores(_ScoresCallback):
     def compute_scores(
         self, embeddings: np.ndarray, labels: np.ndarray | None
     ) -> dict[str, float]:
+        if labels is None:
+            raise ValueError(
+                "Invalid value for argument labels: ClusteringScores scores "
+                "embeddings against class labels. Received: labels=None"
+            )
         scores = cluster_scores(
             embeddings,
             labels,
