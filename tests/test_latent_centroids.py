@@ -136,11 +136,11 @@ def test_layer_passes_through_and_adds_weighted_loss():
     c = keras.ops.convert_to_numpy(layer.centroids).astype("float64")
     expected = 0.7 * numpy_min_distance(h.astype("float64"), c)
     assert len(layer.losses) == 1
-    np.testing.assert_allclose(float(layer.losses[0]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(numpy(layer.losses[0])), expected, rtol=1e-5)
     # the weight is a variable a callback can change
     layer.weight.assign(0.0)
     layer(h)
-    assert float(layer.losses[0]) == 0.0
+    assert float(numpy(layer.losses[0])) == 0.0
     assert [v.name for v in layer.trainable_weights] == ["centroids"]
     assert "weight" in [v.name for v in layer.non_trainable_weights]
 
@@ -156,7 +156,7 @@ def test_layer_on_feature_map_uses_channel_vectors():
     assert tuple(layer.centroids.shape) == (2, 3)
     c = keras.ops.convert_to_numpy(layer.centroids).astype("float64")
     np.testing.assert_allclose(
-        float(layer.losses[0]),
+        float(numpy(layer.losses[0])),
         numpy_min_distance(vectors.astype("float64"), c),
         rtol=1e-5,
     )
