@@ -34,7 +34,7 @@ def test_label_vector_accepts_each_form(value, expected):
 
 
 def test_label_vector_accepts_backend_tensors():
-    out = label_vector("labels", keras.ops.convert_to_numpy(keras.ops.ones((3, 1))))
+    out = label_vector("labels", keras.ops.ones((3, 1)))
     assert out.tolist() == [1, 1, 1]
 
 
