@@ -402,3 +402,22 @@ def test_one_step_under_jax_data_parallel_equals_one_device(data_parallel, reini
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     for got, want in zip(weights, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_empty_replica_slice_gives_a_finite_loss(mirrored_strategy):
+    # Issue 8 item 3: N=17 with batch 16 leaves the last global batch of one
+    # sample to one replica; the other one's mean over nothing was NaN, and
+    # the logged loss with it.
+    with mirrored_strategy.scope():
+        model = _distributed_model()
+    x = np.random.default_rng(0).normal(size=(17, 4)).astype("float32")
+    history = model.fit(
+        x, np.zeros((17, 2), "float32"), batch_size=16, epochs=1, verbose=0
+    )
+    assert np.isfinite(history.history["loss"][0])
+    assert all(np.all(np.isfinite(numpy(w))) for w in model.weights)
+    # One sample alone, on one device: the penalty of a batch of one is its
+    # distance to the nearest centroid, and an empty batch adds nothing.
+    layer = LatentCentroids(2, weight=1.0)
+    layer(np.zeros((1, 3), "float32"))
+    assert np.isfinite(float(numpy(layer.losses[0])))

@@ -32,6 +32,11 @@ class LatentCentroids(keras.layers.Layer):
     by ``sample_weight`` (0 for unlabelled samples) this is the semi-supervised
     method of Karakulak et al.
 
+    The penalty is a per-sample mean, so under a ``tf.distribute`` strategy
+    Keras's per-replica scaling makes one step equal the one-device step on
+    the global batch (equal slices); a replica whose slice is empty adds 0,
+    never NaN. Under JAX's ``DataParallel`` the global batch is used as is.
+
     On a feature map of rank > 2 the penalty uses the channel vector at one
     random position per image (``D`` = channels), as the reference code does;
     the position comes from a ``keras.random.SeedGenerator``.
@@ -140,7 +145,15 @@ class LatentCentroids(keras.layers.Layer):
         )
 
     def call(self, inputs: Any) -> Any:
-        distance = penalties.min_centroid_distance(self.latents(inputs), self.centroids)
+        latents = self.latents(inputs)
+        distance = penalties.min_centroid_distance(latents, self.centroids)
+        # An empty batch (a replica's share of the last partial global batch
+        # under tf.distribute) has no sample to pull: its penalty is 0, not
+        # the NaN of a mean over nothing.
+        count = keras.ops.shape(latents)[0]
+        distance = keras.ops.where(
+            keras.ops.greater(count, 0), distance, keras.ops.zeros_like(distance)
+        )
         self.add_loss(keras.ops.cast(self.weight, distance.dtype) * distance)
         return inputs
 
