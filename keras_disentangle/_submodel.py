@@ -26,7 +26,10 @@ def layer_model(
     if isinstance(layer, str):
         layer = model.get_layer(layer)  # its ValueError names the layer
     try:
-        inputs = model.inputs
+        try:  # the input structure the model was built with (tensor, dict...)
+            inputs = model.input
+        except (AttributeError, ValueError):  # a Sequential not yet called
+            inputs = model.inputs
         output = layer.output
     except (AttributeError, ValueError) as error:
         raise ValueError(
