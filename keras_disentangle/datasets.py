@@ -454,8 +454,9 @@ def sample_image_patches(
     the training split. Inside a cell, ``size`` x ``size`` patches start at
     every ``stride`` pixels (``((cell - size) // stride + 1)^2`` = 25 per
     cell at the defaults), so patches of one split overlap each other but no
-    pixel is shared between splits. At the defaults: 2,100 training, 450
-    validation and 450 test patches.
+    pixel is shared between splits. Each split is then shuffled (seeded by
+    ``seed``). At the defaults: 2,100 training, 450 validation and 450 test
+    patches.
 
     Images are ``float32`` ``(N, size, size, 3)`` in ``[0, 1]``; the label
     is the photograph (0 china, 1 flower), ``int64``. Needs Pillow (which
@@ -516,12 +517,16 @@ def sample_image_patches(
                     r, c = top + dy, left + dx
                     xs.append(image[r : r + size, c : c + size])
                     ys.append(label)
-    return Splits(
-        *(
-            (np.stack(xs).astype("float32"), np.asarray(ys, dtype="int64"))
-            for xs, ys in parts
+    out = []
+    for xs, ys in parts:
+        order = rng.permutation(len(xs))
+        out.append(
+            (
+                np.stack(xs)[order].astype("float32"),
+                np.asarray(ys, dtype="int64")[order],
+            )
         )
-    )
+    return Splits(*out)
 
 
 # Appended here (not in the list above) to keep this loader self-contained.
