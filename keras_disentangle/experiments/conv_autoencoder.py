@@ -50,6 +50,7 @@ import time
 import numpy as np
 
 from keras_disentangle.experiments import _common
+from keras_disentangle.experiments.covariance import _floats
 
 NAME = "conv-autoencoder"
 HELP = (
@@ -70,6 +71,17 @@ PAPER_TABLE1 = {
     "none": {"cvr": 20.00, "ud90": 41.69, "mse": 0.0365},
 }
 METRICS = ["cvr", "ud90", "mse"]
+#: The columns of the printed Table 1.
+TABLE1_COLUMNS = [
+    "regularizer",
+    "cvr",
+    "paper_cvr",
+    "ud90",
+    "paper_ud90",
+    "mse",
+    "paper_mse",
+    "n",
+]
 CODE_UNITS = 84
 REGULARIZERS = ("L_Sigma", "L1")
 
@@ -80,15 +92,6 @@ NEEDS = (
     "(about 170 MB, stored in ~/tensorflow_datasets or --data-dir). Offline, "
     "the default --data patches runs on images bundled with scikit-learn."
 )
-
-
-def _floats(text: str) -> tuple:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, received {text!r}"
-        ) from None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -471,16 +474,7 @@ def main(args: argparse.Namespace) -> int:
     table = table1(summary, args.table_lambda)
     _common.print_table(
         table,
-        [
-            "regularizer",
-            "cvr",
-            "paper_cvr",
-            "ud90",
-            "paper_ud90",
-            "mse",
-            "paper_mse",
-            "n",
-        ],
+        TABLE1_COLUMNS,
         title=(
             f"\nTable 1 at λ = {args.table_lambda:g} ({args.data}; paper: "
             f"CIFAR-10, mean of 5), mean over {len(seeds)} seed(s), "
