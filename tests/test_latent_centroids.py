@@ -354,10 +354,14 @@ def _distributed_data():
 
 
 def _one_step(model, initial, reinit):
-    """One fit step on the global batch of 16 (with CentroidReinit or not)."""
+    """One fit step on the global batch of 16 (with the callbacks or not)."""
     x, y, labels = _distributed_data()
     model.set_weights(initial)
-    callbacks = [CentroidReinit((x, labels), seed=0)] if reinit else []
+    callbacks = (
+        [CentroidReinit((x, labels), seed=0), CentroidWeightRamp(start=0.3, end=0.3)]
+        if reinit
+        else []
+    )
     history = model.fit(
         x, y, epochs=1, batch_size=16, shuffle=False, verbose=0, callbacks=callbacks
     )
@@ -376,7 +380,8 @@ def test_one_step_under_mirrored_strategy_equals_one_device(mirrored_strategy, r
     # Issue 8: LatentCentroids is exact under tf.distribute without a
     # collective: its penalty is a per-sample mean, which Keras scales by 1/R
     # per replica (equal slices of 8 here), so the summed gradient is the
-    # global-batch gradient. CentroidReinit assigns the same centroids.
+    # global-batch gradient. CentroidReinit assigns the same centroids and
+    # CentroidWeightRamp the same weight.
     initial, (expected, expected_loss) = _one_device(reinit)
     with mirrored_strategy.scope():
         model = _distributed_model()
