@@ -28,6 +28,7 @@ import keras
 
 __all__ = [
     "num_replicas",
+    "replicas_in_sync",
     "replica_gather",
     "replica_sum",
     "scale_for_replicas",
@@ -57,6 +58,13 @@ def num_replicas() -> int:
     import tensorflow as tf
 
     return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def replicas_in_sync() -> int:
+    """R inside the replica context of a ``tf.distribute`` strategy with
+    R > 1 replicas (where the collectives act), 1 everywhere else."""
+    context = _replica_context()
+    return 1 if context is None else int(context.num_replicas_in_sync)
 
 
 def replica_sum(x: Any) -> Any:
