@@ -417,15 +417,21 @@ def activity_kl_margin(
     columns, column_weights, column_ids = log_s, weights, None
     if labels is not None:
         column_ids = ids
-    if synchronized:  # one all-gather of the nest: columns of the global batch
-        gathered = replica_gather(
-            tuple(x for x in (log_s, weights, column_ids) if x is not None)
-        )
-        columns, gathered = gathered[0], list(gathered[1:])
+    if synchronized:
+        # One all-gather of one tensor [log s, weight, label] (integer labels
+        # would live on the host, and a mixed nest cannot be gathered at once).
+        parts = [log_s]
         if weights is not None:
-            column_weights = gathered.pop(0)
+            parts.append(ops.expand_dims(ops.cast(weights, log_s.dtype), -1))
         if labels is not None:
-            column_ids = gathered.pop(0)
+            parts.append(ops.expand_dims(ops.cast(ids, log_s.dtype), -1))
+        gathered = replica_gather(ops.concatenate(parts, axis=-1))
+        k = log_s.shape[-1]
+        columns = gathered[:, :k]
+        if weights is not None:
+            column_weights = ops.stop_gradient(gathered[:, k])
+        if labels is not None:
+            column_ids = ops.cast(ops.stop_gradient(gathered[:, -1]), "int32")
     hinge = _hinge_block(log_s, columns, margin)
     if weights is None and labels is None:
         total = ops.sum(hinge)
@@ -446,8 +452,9 @@ def activity_kl_margin(
         pair_weights = ops.stop_gradient(pair_weights)
         total = ops.sum(hinge * pair_weights)
         pairs = ops.sum(pair_weights)
-    if synchronized:
-        total, pairs = replica_sum((total, pairs))
+    if synchronized:  # one all-reduce of one tensor (counts live on the host)
+        sums = replica_sum(ops.stack([total, ops.cast(pairs, total.dtype)]))
+        total, pairs = sums[0], sums[1]
     value = 2.0 * total / ops.where(pairs > 0, pairs, ops.ones_like(pairs))
     if bad is not None:
         value = ops.where(bad, ops.cast(float("nan"), value.dtype), value)
@@ -483,8 +490,13 @@ def batch_moments(*rows, synchronized: bool = False):
     """
     count = _n_samples(rows[0])
     totals = [ops.sum(r, axis=0) for r in rows]
-    if synchronized:
-        count, *totals = replica_sum((count, *totals))
+    if synchronized:  # one all-reduce of one vector [n, sum rows_1, ...]
+        sizes = [r.shape[-1] for r in rows]
+        packed = replica_sum(ops.concatenate([ops.reshape(count, (1,)), *totals], 0))
+        count, offset, totals = packed[0], 1, []
+        for size in sizes:
+            totals.append(packed[offset : offset + size])
+            offset += size
     denominator = ops.maximum(count, 1.0)
     return count, [r - t / denominator for r, t in zip(rows, totals)]
 

@@ -42,7 +42,12 @@ import keras
 from keras import ops
 
 from keras_disentangle import penalties
-from keras_disentangle._distribute import replica_sum, replicas_in_sync
+from keras_disentangle._distribute import (
+    calling_layer,
+    isolate_replica_losses,
+    replica_sum,
+    replicas_in_sync,
+)
 from keras_disentangle._validation import check_choice, check_non_negative
 
 __all__ = ["KernelKLMargin", "ActivityKLMargin", "DeCov", "CovarianceL1"]
@@ -106,9 +111,13 @@ class _BatchStatisticRegularizer(keras.regularizers.Regularizer):
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
+        replicas = replicas_in_sync()
+        if self.synchronized and replicas > 1:
+            # The collectives switch replica threads inside the layer's call:
+            # keep its loss list per replica (see _distribute).
+            isolate_replica_losses(calling_layer())
         value = self.penalty(x)
         n = ops.cast(ops.shape(x)[0], value.dtype)
-        replicas = replicas_in_sync()
         if not self.synchronized or replicas == 1:
             return self.weight * n * value  # Keras divides by n (and by R)
         # Keras divides by n_r (divide_no_nan) and by R: what is left is the

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 
 from keras_disentangle import penalties
+from keras_disentangle._distribute import isolate_replica_losses
 from keras_disentangle._validation import check_choice, check_non_negative
 
 
@@ -91,6 +92,8 @@ class XCovPenalty(keras.layers.Layer):
         else:
             self._check_shapes(tuple(inputs.shape))
         prediction, latent = inputs
+        if self.synchronized:  # collectives switch replica threads in call
+            isolate_replica_losses(self)
         value = penalties.xcov(
             prediction,
             latent,
