@@ -129,7 +129,11 @@ class LabelledKLMargin(keras.losses.Loss):
         if concrete is not None and concrete.ndim > 0:
             label_vector("y_true", concrete, min_samples=0)
         rows = (concrete.shape if concrete is not None else y_true.shape)[:1]
-        if rows and None not in (rows[0], y_pred.shape[0]) and rows[0] != y_pred.shape[0]:
+        if (
+            rows
+            and None not in (rows[0], y_pred.shape[0])
+            and rows[0] != y_pred.shape[0]
+        ):
             raise ValueError(
                 "Invalid shape for argument y_true: expected one label per sample "
                 f"of y_pred ({y_pred.shape[0]}). Received: y_true.shape="

@@ -396,7 +396,7 @@ def activity_kl_margin(
     margin = _check_margin(margin)
     h = _flatten_samples(h, "h")
     _check_distributions(h, "h")
-    weights, same, bad = None, None, None
+    weights, bad = None, None
     if labels is not None:
         ids, weights, bad = _label_ids(labels, h, unlabelled, "h")
     if sample_weight is not None:
@@ -411,7 +411,9 @@ def activity_kl_margin(
         _check_rows("sample_weight", sample_weight, h)
         sample_weight = ops.cast(sample_weight, h.dtype)
         weights = (
-            sample_weight if weights is None else sample_weight * ops.cast(weights, h.dtype)
+            sample_weight
+            if weights is None
+            else sample_weight * ops.cast(weights, h.dtype)
         )
     log_s = ops.log_softmax(h, axis=-1)
     columns, column_weights, column_ids = log_s, weights, None
@@ -498,7 +500,7 @@ def batch_moments(*rows, synchronized: bool = False):
             totals.append(packed[offset : offset + size])
             offset += size
     denominator = ops.maximum(count, 1.0)
-    return count, [r - t / denominator for r, t in zip(rows, totals)]
+    return count, [r - t / denominator for r, t in zip(rows, totals, strict=True)]
 
 
 def covariance_from_statistics(count, centred_gram, ddof: int = 1):
@@ -543,9 +545,7 @@ def covariance(
     """
     rows = _feature_rows(h, "h", features)
     count, (hc,) = batch_moments(rows, synchronized=synchronized)
-    return covariance_from_statistics(
-        count, _centred_gram(hc, hc, synchronized), ddof
-    )
+    return covariance_from_statistics(count, _centred_gram(hc, hc, synchronized), ddof)
 
 
 def cross_covariance(
@@ -581,9 +581,7 @@ def cross_covariance(
         y = ops.repeat(_flatten_samples(y, "y"), positions, axis=0)
     rows_y = _feature_rows(y, "y", features)
     count, (yc, hc) = batch_moments(rows_y, rows_h, synchronized=synchronized)
-    return covariance_from_statistics(
-        count, _centred_gram(yc, hc, synchronized), ddof
-    )
+    return covariance_from_statistics(count, _centred_gram(yc, hc, synchronized), ddof)
 
 
 def decov(h, *, features: str = "flatten", synchronized: bool = False):

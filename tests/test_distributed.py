@@ -70,7 +70,10 @@ class _PerSliceRegularizer(keras.regularizers.Regularizer):
 class _PerSliceXCov(layers.XCovPenalty):
     def call(self, inputs):
         y, h = inputs
-        values = [penalties.xcov(y[:HALF], h[:HALF]), penalties.xcov(y[HALF:], h[HALF:])]
+        values = [
+            penalties.xcov(y[:HALF], h[:HALF]),
+            penalties.xcov(y[HALF:], h[HALF:]),
+        ]
         self.add_loss(self.weight * (values[0] + values[1]) / 2.0)
         return y
 
@@ -78,7 +81,9 @@ class _PerSliceXCov(layers.XCovPenalty):
 class _PerSliceLoss(losses.LabelledKLMargin):
     def __call__(self, y_true, y_pred, sample_weight=None):
         inner = super().__call__
-        return (inner(y_true[:HALF], y_pred[:HALF]) + inner(y_true[HALF:], y_pred[HALF:])) / 2.0
+        return (
+            inner(y_true[:HALF], y_pred[:HALF]) + inner(y_true[HALF:], y_pred[HALF:])
+        ) / 2.0
 
 
 def _build(kind, synchronized, per_slice=False, task_loss=True):
@@ -149,19 +154,21 @@ def _step(
         shuffle=False,
         verbose=0,
     )
-    change = [w - w0 for w, w0 in zip(model.get_weights(), start)]
+    change = [w - w0 for w, w0 in zip(model.get_weights(), start, strict=True)]
     return change, history.history["loss"], model
 
 
 def _assert_same_change(got, want):
     scale = max(float(np.abs(w).max()) for w in want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * scale)
 
 
 def _differs(got, want):
     scale = max(float(np.abs(w).max()) for w in want)
-    return any(np.abs(g - w).max() > 1e-3 * scale for g, w in zip(got, want))
+    return any(
+        np.abs(g - w).max() > 1e-3 * scale for g, w in zip(got, want, strict=True)
+    )
 
 
 # ------------------------------------------------------ tf.distribute: Mirrored
@@ -236,7 +243,10 @@ def test_every_replica_gets_the_global_value(name, fn, mirrored_strategy):
         lambda context: slices[context.replica_id_in_sync_group]
     )
     per_replica = mirrored_strategy.run(fn, args=(values,))
-    got = [float(numpy(v)) for v in mirrored_strategy.experimental_local_results(per_replica)]
+    got = [
+        float(numpy(v))
+        for v in mirrored_strategy.experimental_local_results(per_replica)
+    ]
     want = float(numpy(fn(h)))
     assert got == pytest.approx([want, want], rel=1e-5)
 

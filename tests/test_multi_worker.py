@@ -2,9 +2,9 @@
 
 ``run_workers(factory)`` starts two worker processes over localhost, each
 with its ``TF_CONFIG``, builds ``factory()`` under the strategy, sets the
-same initial weights, trains one step on the global batch and
-returns the weights (the global batch is sharded over the workers). The one-device step on the whole batch is the
-reference. A factory is ``"module:function"`` returning
+same initial weights, trains one step on the global batch (sharded over
+the workers) and returns the weights. The one-device step on the whole
+batch is the reference. A factory is ``"module:function"`` returning
 ``(compiled model, x, y or None)``; the module must be importable by the
 workers (this directory and the repository root are on their path).
 """
@@ -101,7 +101,15 @@ def run_workers(factory: str, tmp_path, timeout: float = 300.0):
         out = tmp_path / f"worker{index}.npz"
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, module, name, str(tmp_path / "init.npz"), str(out)],
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER,
+                    module,
+                    name,
+                    str(tmp_path / "init.npz"),
+                    str(out),
+                ],
                 env=dict(env),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -117,7 +125,7 @@ def run_workers(factory: str, tmp_path, timeout: float = 300.0):
             p.kill()
         logs = [p.communicate()[1][-2000:] for p in processes]
         pytest.fail(f"workers timed out after {timeout}s; stderr: {logs}")
-    for index, (p, (stdout, stderr)) in enumerate(zip(processes, results)):
+    for index, (p, (_, stderr)) in enumerate(zip(processes, results, strict=True)):
         (tmp_path / f"worker{index}.stderr").write_text(stderr)
         assert p.returncode == 0, (
             f"worker {index} failed (whole log: {tmp_path}/worker{index}.stderr):"
@@ -169,11 +177,11 @@ def imsat_model():
 
 def _check_step(factory, tmp_path):
     start, one_device, workers = run_workers(factory, tmp_path)
-    want = [w - w0 for w, w0 in zip(one_device, start)]
+    want = [w - w0 for w, w0 in zip(one_device, start, strict=True)]
     scale = max(float(np.abs(w).max()) for w in want)
     assert scale > 0
     for weights in workers:  # every worker holds the same, one-device weights
-        for got, w, w0 in zip(weights, want, start):
+        for got, w, w0 in zip(weights, want, start, strict=True):
             np.testing.assert_allclose(got - w0, w, rtol=1e-5, atol=1e-5 * scale)
 
 

@@ -120,7 +120,7 @@ def test_covariance_penalties_match_numpy(shape):
     y = RNG.normal(size=(shape[0], 2))
     np.testing.assert_allclose(value(penalties.decov(h)), ref_decov(h), rtol=rtol())
     np.testing.assert_allclose(
-        value(penalties.covariance_l1(h)), ref_covariance_l1(h), rtol=1e-9
+        value(penalties.covariance_l1(h)), ref_covariance_l1(h), rtol=rtol()
     )
     np.testing.assert_allclose(value(penalties.xcov(y, h)), ref_xcov(y, h), rtol=rtol())
 
@@ -130,7 +130,7 @@ def test_pairwise_kl_matches_numpy():
     got = numpy(penalties.pairwise_kl(x))
     s = [np_softmax(r) for r in x]
     want = np.array([[np_kl(s[i], s[j]) for j in range(6)] for i in range(6)])
-    np.testing.assert_allclose(got, want, rtol=rtol(), atol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=rtol(), atol=rtol(1e-12, 1e-6))
 
 
 # ------------------------------------------------------------------ gradients
@@ -163,13 +163,13 @@ def test_gradient_matches_finite_differences():
     x = RNG.normal(size=(5, 4))
     fn = ALL["activity_kl_margin"]
     _, g = grad(fn, x)
-    eps = 1e-6
+    eps = rtol(1e-6, 1e-2)  # float32 backends: a wider step
     for idx in [(0, 0), (2, 3), (4, 1)]:
         up, down = x.copy(), x.copy()
         up[idx] += eps
         down[idx] -= eps
         fd = (value(fn(up)) - value(fn(down))) / (2 * eps)
-        assert g[idx] == pytest.approx(fd, rel=rtol(1e-4, 1e-2), abs=rtol(1e-8, 1e-3))
+        assert g[idx] == pytest.approx(fd, rel=rtol(1e-4, 5e-2), abs=rtol(1e-8, 1e-3))
 
 
 # ----------------------------------------------------------------- edge cases
@@ -376,7 +376,12 @@ def test_bad_labels_raise_naming_the_argument(labels, match):
 def test_fractional_labels_in_a_compiled_step_give_nan_not_rounding():
     h = RNG.normal(size=(4, 3)).astype("float32")
     fn = compiled(lambda labels: penalties.activity_kl_margin(h, 1.0, labels=labels))
-    assert np.isnan(value(fn(np.array([0.0, 1.0, 0.5, 1.0], "float32"))))
+    fractional = np.array([0.0, 1.0, 0.5, 1.0], "float32")
+    if keras.backend.backend() == "torch":  # eager: the values are checked
+        with pytest.raises(ValueError, match="whole-number"):
+            fn(fractional)
+    else:
+        assert np.isnan(value(fn(fractional)))
     assert np.isfinite(value(fn(np.array([0.0, 1.0, 1.0, 1.0], "float32"))))
 
 
