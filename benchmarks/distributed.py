@@ -30,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import numpy as np  # noqa: E402
+from penalties import _peak_rss_kib, _print  # noqa: E402  (benchmarks/penalties.py)
 
 BATCHES = (512, 2048)
 PENALTIES = ("DeCov", "ActivityKLMargin")
@@ -111,14 +112,6 @@ def step_ratios(repeats, steps=3):
     return rows
 
 
-def _peak_rss_kib():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
 def _memory_child(batch, synchronized):
     strategy = _strategy()
     model = _model(strategy, "ActivityKLMargin", synchronized)
@@ -153,19 +146,6 @@ def memory(batches=(512, 1024, 2048, 4096)):
         row["sync_block_mib"] = 4.0 * (batch / 2) * batch / 2**20
         rows.append(row)
     return rows
-
-
-def _print(rows, title):
-    print(f"\n{title}")
-    columns = list(rows[0])
-    print(" | ".join(f"{c:>14}" for c in columns))
-    for row in rows:
-        print(
-            " | ".join(
-                f"{row[c]:>14.3f}" if isinstance(row[c], float) else f"{row[c]:>14}"
-                for c in columns
-            )
-        )
 
 
 def main(argv=None):

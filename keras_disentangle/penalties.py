@@ -29,6 +29,7 @@ the global batch), the collectives are no-ops.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 import numpy as np
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 _float = as_float  # the package's dtype rule (keras_disentangle._ops)
+
+Tensor = Any  # a backend tensor, a Keras variable or a NumPy array
 
 #: What a covariance penalty treats as features (``features=`` argument).
 FEATURES = ("flatten", "channels")
@@ -159,7 +162,7 @@ def _check_margin(margin):
     return margin
 
 
-def pairwise_kl(logits):
+def pairwise_kl(logits: Tensor) -> Tensor:
     """KL divergences between the softmax distributions of all pairs of rows.
 
     With ``s_i = softmax(logits_i)``:
@@ -202,7 +205,7 @@ def _hinge_block(log_rows, log_columns, margin):
     return ops.relu(_matmul(left, ops.transpose(right)))
 
 
-def kernel_kl_margin(kernel, margin):
+def kernel_kl_margin(kernel: Tensor, margin: float | Tensor) -> Tensor:
     """L_single: a hinge on the KL divergence between the units' weight vectors.
 
     Units are the LAST axis of a Keras kernel (Dense ``(in, units)``, Conv
@@ -332,14 +335,14 @@ def _label_ids(labels, h, unlabelled, rows_name):
 
 
 def activity_kl_margin(
-    h,
-    margin,
-    labels=None,
+    h: Tensor,
+    margin: float | Tensor,
+    labels: Tensor | None = None,
     *,
-    sample_weight=None,
+    sample_weight: Tensor | None = None,
     unlabelled: int | None = None,
     synchronized: bool = False,
-):
+) -> Tensor:
     """L_multi: a hinge on the KL divergence between samples' activations.
 
     ``s_n = softmax(h_n)`` over the features (all axes but the batch axis are
@@ -474,7 +477,9 @@ def _check_distributions(h, name: str):
         )
 
 
-def batch_moments(*rows, synchronized: bool = False):
+def batch_moments(
+    *rows: Tensor, synchronized: bool = False
+) -> tuple[Tensor, list[Tensor]]:
     """The count and the centred rows of one or more ``(n, p_i)`` matrices.
 
     ``n`` and ``sum_n rows`` are the sufficient statistics of the mean: with
@@ -503,7 +508,9 @@ def batch_moments(*rows, synchronized: bool = False):
     return count, [r - t / denominator for r, t in zip(rows, totals, strict=True)]
 
 
-def covariance_from_statistics(count, centred_gram, ddof: int = 1):
+def covariance_from_statistics(
+    count: Tensor, centred_gram: Tensor, ddof: int = 1
+) -> Tensor:
     """``C = G / max(n - ddof, 1)`` from the count ``n`` and the centred
     Gram matrix ``G = Hc^T Hc`` (or ``Yc^T Hc``) of the batch.
 
@@ -519,8 +526,8 @@ def _centred_gram(a, b, synchronized: bool):
 
 
 def covariance(
-    h, ddof: int = 1, *, features: str = "flatten", synchronized: bool = False
-):
+    h: Tensor, ddof: int = 1, *, features: str = "flatten", synchronized: bool = False
+) -> Tensor:
     """Sample covariance ``Hc^T Hc / max(N - ddof, 1)`` of ``(N, ...)`` rows.
 
     ``Hc`` is ``h`` centred over the batch; ``features`` says what a feature
@@ -549,8 +556,13 @@ def covariance(
 
 
 def cross_covariance(
-    y, h, ddof: int = 0, *, features: str = "flatten", synchronized: bool = False
-):
+    y: Tensor,
+    h: Tensor,
+    ddof: int = 0,
+    *,
+    features: str = "flatten",
+    synchronized: bool = False,
+) -> Tensor:
     """``Yc^T Hc / max(N - ddof, 1)``, both centred over the batch.
 
     With ``features="channels"`` and a feature map ``h``, each spatial
@@ -584,7 +596,9 @@ def cross_covariance(
     return covariance_from_statistics(count, _centred_gram(yc, hc, synchronized), ddof)
 
 
-def decov(h, *, features: str = "flatten", synchronized: bool = False):
+def decov(
+    h: Tensor, *, features: str = "flatten", synchronized: bool = False
+) -> Tensor:
     """DeCov: the squared off-diagonal covariances of a layer's activations.
 
     ``C = (1/N) Hc^T Hc`` with ``Hc`` the batch-centred activations;
@@ -614,7 +628,9 @@ def decov(h, *, features: str = "flatten", synchronized: bool = False):
     return 0.5 * (ops.sum(ops.square(c)) - ops.sum(ops.square(ops.diagonal(c))))
 
 
-def xcov(y, h, *, features: str = "flatten", synchronized: bool = False):
+def xcov(
+    y: Tensor, h: Tensor, *, features: str = "flatten", synchronized: bool = False
+) -> Tensor:
     """XCov: the squared cross-covariances between predictions and a latent.
 
     ``C = (1/N) Yc^T Hc`` (both centred over the batch);
@@ -644,7 +660,9 @@ def xcov(y, h, *, features: str = "flatten", synchronized: bool = False):
     return 0.5 * ops.sum(ops.square(c))
 
 
-def covariance_l1(h, *, features: str = "flatten", synchronized: bool = False):
+def covariance_l1(
+    h: Tensor, *, features: str = "flatten", synchronized: bool = False
+) -> Tensor:
     """L_Sigma: the L1 norm of the activation covariance over ``p^2``.
 
     ``C = (1/(N-1)) Hc^T Hc``; ``L = (1/p^2) sum_ij |C_ij|``, diagonal
@@ -673,7 +691,7 @@ def covariance_l1(h, *, features: str = "flatten", synchronized: bool = False):
     return ops.mean(ops.abs(c))
 
 
-def squared_distances(h, centroids):
+def squared_distances(h: Tensor, centroids: Tensor) -> Tensor:
     """All squared Euclidean distances ``(N, K)`` between rows, clipped at 0.
 
     Args:
@@ -707,7 +725,7 @@ def squared_distances(h, centroids):
     return ops.relu(h_sq - 2.0 * cross + c_sq[None, :])
 
 
-def min_centroid_distance(h, centroids):
+def min_centroid_distance(h: Tensor, centroids: Tensor) -> Tensor:
     """Mean squared distance of each sample to its nearest centroid.
 
     ``mean_n min_j ‖h_n − C_j‖²``, the k-means objective of a batch: the
@@ -750,7 +768,9 @@ def min_centroid_distance(h, centroids):
     return ops.mean(ops.sum(ops.square(difference), axis=-1))
 
 
-def random_location(h, seed=None, data_format: str = "channels_last"):
+def random_location(
+    h: Tensor, seed: Any = None, data_format: str = "channels_last"
+) -> Tensor:
     """Picks one random spatial position per image of a feature map.
 
     ``(N, *spatial, C)`` (or ``(N, C, *spatial)``) becomes ``(N, C)``: the
