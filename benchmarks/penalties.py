@@ -13,7 +13,9 @@
    ``activity_kl_margin`` at (N=2048, k=128) against a bare ``sum(h @ h.T)``
    forward + gradient of the same shapes, both compiled (``tf.function``,
    ``jax.jit``, ``torch.compile`` where it works, else eager, and it says
-   which), interleaved, as the ratio of the medians (this section only).
+   which), interleaved, as the ratio of the medians (this section only);
+   ``previous_ratio`` is the same for the formulation before the fused
+   hinge (matmul, then a broadcast add).
 
 Run: ``python benchmarks/penalties.py [--memory] [--repeats 5]`` or
 ``python benchmarks/penalties.py --backend jax [--repeats 30]``.
@@ -290,9 +292,18 @@ def matmul_ratio(backend, repeats, n=2048, k=128):
     h = ops.convert_to_tensor(
         np.random.default_rng(0).normal(size=(n, k)).astype("float32")
     )
+
+    def broadcast(x):  # the previous formulation: matmul, then a broadcast add
+        log_s = ops.log_softmax(x, axis=-1)
+        s = ops.exp(log_s)
+        bias = MARGIN - ops.sum(s * log_s, axis=-1, keepdims=True)
+        hinge = ops.relu(ops.matmul(s, ops.transpose(log_s)) + bias)
+        return 2.0 * ops.sum(hinge) / float(n * n)
+
     steps = {}
     for name, fn in (
         ("activity_kl_margin", lambda x: activity_kl_margin(x, MARGIN)),
+        ("previous", broadcast),
         ("h @ h.T", lambda x: ops.sum(ops.matmul(x, ops.transpose(x)))),
     ):
         steps[name], how = _compiled_step(fn, backend, h)
@@ -305,6 +316,7 @@ def matmul_ratio(backend, repeats, n=2048, k=128):
             _block(step(h), backend)
             times[name].append(time.perf_counter() - start)
     kl = statistics.median(times["activity_kl_margin"])
+    previous = statistics.median(times["previous"])
     mm = statistics.median(times["h @ h.T"])
     return [
         {
@@ -315,6 +327,7 @@ def matmul_ratio(backend, repeats, n=2048, k=128):
             "penalty_ms": 1e3 * kl,
             "matmul_ms": 1e3 * mm,
             "ratio": kl / mm,
+            "previous_ratio": previous / mm,
         }
     ]
 
