@@ -14,7 +14,8 @@ batch of all machines (its sums all-reduced, never the activations), so a
 step equals the one-device step on the same global batch.
 
 To try it on one machine: ``python examples/multi_worker.py --local 2``
-starts 2 workers on free localhost ports.
+starts 2 workers on free localhost ports (when the chief exits first, the
+other worker may log a gRPC heartbeat error on its way out; it is harmless).
 
 Keras 3.15's ``fit`` does not run under ``MultiWorkerMirroredStrategy`` (it
 averages a first distributed batch with ``strategy.reduce`` and fails with
