@@ -9,7 +9,16 @@
    (LSTM(64) over 28 rows of 28 pixels -> Dense(15) -> Dense(1, sigmoid),
    batch 512), as a ratio to the same step without a penalty.
 
-Run: ``python benchmarks/penalties.py [--memory] [--repeats 5]``.
+3. ``--backend {tensorflow,jax,torch}``: forward + gradient of
+   ``activity_kl_margin`` at (N=2048, k=128) against a bare ``sum(h @ h.T)``
+   forward + gradient of the same shapes, both compiled (``tf.function``,
+   ``jax.jit``, ``torch.compile`` where it works, else eager, and it says
+   which), interleaved, as the ratio of the medians (this section only);
+   ``previous_ratio`` is the same for the formulation before the fused
+   hinge (matmul, then a broadcast add).
+
+Run: ``python benchmarks/penalties.py [--memory] [--repeats 5]`` or
+``python benchmarks/penalties.py --backend jax [--repeats 30]``.
 Timings on a shared machine are noisy: compare the ratios, not the seconds.
 """
 
@@ -230,6 +239,99 @@ def step_overhead(repeats, steps=5, batch=512):
     ]
 
 
+def _compiled_step(fn, backend, h):
+    """``h -> (fn(h), d fn / d h)`` compiled for ``backend``, and how."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def step(h):
+            with tf.GradientTape() as tape:
+                tape.watch(h)
+                value = fn(h)
+            return value, tape.gradient(value, h)
+
+        return step, "tf.function"
+    if backend == "jax":
+        import jax
+
+        return jax.jit(jax.value_and_grad(fn)), "jax.jit"
+    import torch
+
+    def step(h):
+        h = h.detach().requires_grad_(True)
+        value = fn(h)
+        (grad,) = torch.autograd.grad(value, h)
+        return value, grad
+
+    try:
+        compiled = torch.compile(step)
+        compiled(h)
+        return compiled, "torch.compile"
+    except Exception as error:  # no compiler toolchain, unsupported op, ...
+        print(f"torch.compile failed ({type(error).__name__}: {error}); eager")
+        return step, "eager"
+
+
+def _block(result, backend):
+    value, grad = result
+    if backend == "jax":
+        grad.block_until_ready()
+    elif backend == "tensorflow":
+        grad.numpy()
+    return value
+
+
+def matmul_ratio(backend, repeats, n=2048, k=128):
+    """Median time of the penalty's forward+gradient over that of h @ h.T."""
+    import keras
+    from keras import ops
+
+    from keras_disentangle.penalties import activity_kl_margin
+
+    h = ops.convert_to_tensor(
+        np.random.default_rng(0).normal(size=(n, k)).astype("float32")
+    )
+
+    def broadcast(x):  # the previous formulation: matmul, then a broadcast add
+        log_s = ops.log_softmax(x, axis=-1)
+        s = ops.exp(log_s)
+        bias = MARGIN - ops.sum(s * log_s, axis=-1, keepdims=True)
+        hinge = ops.relu(ops.matmul(s, ops.transpose(log_s)) + bias)
+        return 2.0 * ops.sum(hinge) / float(n * n)
+
+    steps = {}
+    for name, fn in (
+        ("activity_kl_margin", lambda x: activity_kl_margin(x, MARGIN)),
+        ("previous", broadcast),
+        ("h @ h.T", lambda x: ops.sum(ops.matmul(x, ops.transpose(x)))),
+    ):
+        steps[name], how = _compiled_step(fn, backend, h)
+        for _ in range(2):  # compile, warm up
+            _block(steps[name](h), backend)
+    times = {name: [] for name in steps}
+    for _ in range(repeats):  # interleaved: noise hits both alike
+        for name, step in steps.items():
+            start = time.perf_counter()
+            _block(step(h), backend)
+            times[name].append(time.perf_counter() - start)
+    kl = statistics.median(times["activity_kl_margin"])
+    previous = statistics.median(times["previous"])
+    mm = statistics.median(times["h @ h.T"])
+    return [
+        {
+            "backend": keras.backend.backend(),
+            "compiled": how,
+            "N": n,
+            "k": k,
+            "penalty_ms": 1e3 * kl,
+            "matmul_ms": 1e3 * mm,
+            "ratio": kl / mm,
+            "previous_ratio": previous / mm,
+        }
+    ]
+
+
 def _print(rows, title):
     print(f"\n{title}")
     columns = list(rows[0])
@@ -255,7 +357,19 @@ def main(argv=None):
     parser.add_argument("--memory", action="store_true", help="also peak memory")
     parser.add_argument("--skip-steps", action="store_true")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backend",
+        choices=["tensorflow", "jax", "torch"],
+        help="only the ratio to a bare h @ h.T forward+gradient, on this backend",
+    )
     args = parser.parse_args(argv)
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
+        _print(
+            matmul_ratio(args.backend, max(args.repeats, 10)),
+            "activity_kl_margin against h @ h.T: forward + gradient (N=2048, k=128)",
+        )
+        return
     if args.memory_child:
         variant, n, k = args.memory_child
         _memory_child(variant, int(n), int(k))

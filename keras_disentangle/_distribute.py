@@ -22,12 +22,15 @@ unchanged at no cost. TensorFlow is imported only on its own backend.
 
 from __future__ import annotations
 
+import inspect
+import threading
 from typing import Any
 
 import keras
 
 __all__ = [
     "num_replicas",
+    "replicas_in_sync",
     "replica_gather",
     "replica_sum",
     "scale_for_replicas",
@@ -57,6 +60,13 @@ def num_replicas() -> int:
     import tensorflow as tf
 
     return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def replicas_in_sync() -> int:
+    """R inside the replica context of a ``tf.distribute`` strategy with
+    R > 1 replicas (where the collectives act), 1 everywhere else."""
+    context = _replica_context()
+    return 1 if context is None else int(context.num_replicas_in_sync)
 
 
 def replica_sum(x: Any) -> Any:
@@ -92,3 +102,78 @@ def unscale_for_replicas(loss: Any) -> Any:
     if replicas == 1:
         return loss
     return keras.ops.multiply(loss, keras.ops.cast(replicas, loss.dtype))
+
+
+class _ReplicaLocalList:
+    """A list with one content per thread, for ``Layer._losses``.
+
+    ``MirroredStrategy`` traces each replica in its own thread and switches
+    threads at every collective (``merge_call``). Keras keeps a layer's added
+    losses in ONE list, cleared when a replica's forward pass starts and
+    appended when its loss is ready; a collective between the two lets the
+    next replica clear the list before the first appends, and that replica
+    then also sums the first replica's loss (its logged loss, not its
+    gradient: gradient tapes are per thread). One list per thread, as the
+    tapes, keeps each replica's losses its own.
+    """
+
+    def __init__(self, items=()):
+        self._local = threading.local()
+        self._local.items = list(items)
+
+    @property
+    def _items(self) -> list:
+        if not hasattr(self._local, "items"):
+            self._local.items = []
+        return self._local.items
+
+    def extend(self, values) -> None:
+        self._items.extend(values)
+
+    def append(self, value) -> None:
+        self._items.append(value)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __getitem__(self, index):
+        return self._items[index]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+
+def isolate_replica_losses(layer: Any) -> None:
+    """Makes ``layer``'s added losses per replica thread (see
+    ``_ReplicaLocalList``) when a collective runs inside its call under a
+    multi-replica strategy; a no-op elsewhere."""
+    if replicas_in_sync() == 1 or not isinstance(layer, keras.layers.Layer):
+        return
+    losses = getattr(layer, "_losses", None)
+    if isinstance(losses, list):
+        object.__setattr__(layer, "_losses", _ReplicaLocalList(losses))
+
+
+def calling_layer() -> Any:
+    """The Keras layer whose ``__call__`` calls the caller (an activity
+    regularizer is called by ``Layer.__call__`` with no reference to the
+    layer), or ``None``."""
+    frame = inspect.currentframe()
+    try:
+        caller = frame.f_back if frame is not None else None
+        for _ in range(6):  # the regularizer's __call__ (and its super calls)
+            if caller is None:
+                return None
+            owner = caller.f_locals.get("self")
+            if isinstance(owner, keras.layers.Layer):
+                return owner
+            caller = caller.f_back
+        return None
+    finally:
+        del frame

@@ -15,23 +15,38 @@ Speed: pairwise KL divergences come from one matrix product,
 formulation; covariances are one matmul ``Hc^T Hc``; the latent-centroid
 distances of Karakulak et al. are ``‖h‖² − 2 h C^T + ‖C‖²``, never an
 ``N x K x D`` tensor.
+
+Several devices: the batch statistics take ``synchronized=False | True``
+(as ``keras.layers.BatchNormalization``). Under a ``tf.distribute``
+strategy, ``True`` computes them on the global batch of all replicas:
+covariances from all-reduced sufficient statistics (count, sums, centred
+Gram matrices), pairwise terms as a local-by-global block of the
+all-gathered samples; gradients flow through the collectives. Without a
+strategy, and on JAX (whose ``keras.distribution.DataParallel`` computes on
+the global batch), the collectives are no-ops.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 from keras import random as keras_random
 
+from keras_disentangle._distribute import replica_gather, replica_sum
 from keras_disentangle._ops import as_float
+from keras_disentangle._validation import label_vector
 
 __all__ = [
     "pairwise_kl",
     "kernel_kl_margin",
     "activity_kl_margin",
+    "batch_moments",
     "covariance",
+    "covariance_from_statistics",
     "cross_covariance",
     "decov",
     "xcov",
@@ -42,6 +57,16 @@ __all__ = [
 ]
 
 _float = as_float  # the package's dtype rule (keras_disentangle._ops)
+
+Tensor = Any  # a backend tensor, a Keras variable or a NumPy array
+
+#: What a covariance penalty treats as features (``features=`` argument).
+FEATURES = ("flatten", "channels")
+
+#: The most features a covariance penalty accepts: a ``p x p`` float32
+#: covariance of 8192 features is 256 MiB (and as much again for its
+#: gradient); beyond it the penalties raise instead of allocating.
+MAX_COVARIANCE_FEATURES = 8192
 
 
 def _flatten_samples(h, name: str):
@@ -65,6 +90,63 @@ def _flatten_samples(h, name: str):
     return ops.reshape(h, (-1, math.prod(inner)))
 
 
+def _feature_rows(h, name: str, features: str):
+    """The ``(rows, p)`` matrix a covariance is computed over.
+
+    ``"flatten"``: one row per sample, all other axes flattened into ``p``
+    features. ``"channels"``: one row per sample and spatial position of a
+    channels-last feature map, the channels as features.
+    """
+    if features not in FEATURES:
+        raise ValueError(
+            f"Invalid value for argument features: expected one of "
+            f"{sorted(FEATURES)}. Received: features={features!r}"
+        )
+    h = _float(h)
+    if features == "channels" and len(h.shape) > 2:
+        channels = h.shape[-1]
+        if channels is None:
+            raise ValueError(
+                f"Invalid shape for argument {name}: the channel axis (last) must "
+                f"be known for features='channels'. Received: {name}.shape={h.shape}"
+            )
+        rows = ops.reshape(h, (-1, channels))
+    else:
+        rows = _flatten_samples(h, name)
+    p = rows.shape[-1]
+    if p is not None and p > MAX_COVARIANCE_FEATURES:
+        gib = 4.0 * p * p / 2**30
+        if features == "flatten" and len(h.shape) > 2:
+            raise ValueError(
+                "Invalid value for argument features: features='flatten' makes "
+                f"{p} features of {name}.shape={h.shape}, a {p} x {p} covariance "
+                f"(about {gib:.0f} GiB in float32; the limit is "
+                f"{MAX_COVARIANCE_FEATURES} features). Pass features='channels' to "
+                "treat the spatial positions as samples and the channels as "
+                "features. Received: features='flatten'"
+            )
+        raise ValueError(
+            f"Invalid shape for argument {name}: expected at most "
+            f"{MAX_COVARIANCE_FEATURES} features for a covariance, found {p} "
+            f"(a {p} x {p} matrix, about {gib:.0f} GiB in float32); reduce them "
+            f"first (pooling, a Dense layer). Received: {name}.shape={h.shape}"
+        )
+    return rows
+
+
+def _matmul(a, b):
+    """``a @ b``. Keras 3.15's PyTorch ``matmul`` (and ``maximum``) compute
+    float64 tensors in float32 (its ``result_type`` of two torch dtypes is
+    the default float), which makes ``‖h‖² − 2 h·c + ‖c‖²`` mix precisions;
+    ``einsum`` keeps float64 there."""
+    if (
+        keras.backend.backend() == "torch"
+        and keras.backend.standardize_dtype(a.dtype) == "float64"
+    ):
+        return ops.einsum("ij,jk->ik", a, b)
+    return ops.matmul(a, b)
+
+
 def _n_samples(h):
     return ops.cast(ops.shape(h)[0], h.dtype)
 
@@ -80,7 +162,7 @@ def _check_margin(margin):
     return margin
 
 
-def pairwise_kl(logits):
+def pairwise_kl(logits: Tensor) -> Tensor:
     """KL divergences between the softmax distributions of all pairs of rows.
 
     With ``s_i = softmax(logits_i)``:
@@ -101,29 +183,29 @@ def pairwise_kl(logits):
     >>> [round(float(v), 4) for v in np.asarray(kl).ravel()]
     [0.0, 0.1201, 0.1109, 0.0]
     """
-    neg_entropy, cross = _kl_terms(logits)
-    return ops.maximum(ops.expand_dims(neg_entropy, -1) - cross, 0.0)
-
-
-def _kl_terms(logits):
-    """``sum_k s_ik log s_ik`` (N,) and ``S @ log S^T`` (N, N) of the softmaxes."""
     logits = _float(logits)
     log_s = ops.log_softmax(logits, axis=-1)
     s = ops.exp(log_s)
-    return ops.sum(s * log_s, axis=-1), ops.matmul(s, ops.transpose(log_s))
+    neg_entropy = ops.sum(s * log_s, axis=-1, keepdims=True)
+    return ops.relu(neg_entropy - _matmul(s, ops.transpose(log_s)))
 
 
-def _kl_hinge(logits, margin):
-    """``max(0, m - KL(s_i‖s_j))`` for all pairs, in one fused expression.
+def _hinge_block(log_rows, log_columns, margin):
+    """``max(0, m - KL(s_i‖s_j))`` for rows ``i`` against columns ``j``.
 
-    ``m - KL_ij = cross_ij + (m - sum_k s_ik log s_ik)``: one broadcast add on
-    the matmul's output, no ``N x N`` KL matrix kept apart.
+    ``m - KL_ij = sum_k s_ik log s_jk + (m - sum_k s_ik log s_ik)``: the row
+    term rides along as one more column of the matmul (``[s, m - H] @
+    [log S, 1]^T``), so the only ``N x N`` passes are the product and the
+    hinge, forward and backward.
     """
-    neg_entropy, cross = _kl_terms(logits)
-    return ops.relu(cross + ops.expand_dims(margin - neg_entropy, -1))
+    s = ops.exp(log_rows)
+    bias = margin - ops.sum(s * log_rows, axis=-1, keepdims=True)
+    left = ops.concatenate([s, ops.cast(bias, s.dtype)], axis=-1)
+    right = ops.concatenate([log_columns, ops.ones_like(log_columns[:, :1])], axis=-1)
+    return ops.relu(_matmul(left, ops.transpose(right)))
 
 
-def kernel_kl_margin(kernel, margin):
+def kernel_kl_margin(kernel: Tensor, margin: float | Tensor) -> Tensor:
     """L_single: a hinge on the KL divergence between the units' weight vectors.
 
     Units are the LAST axis of a Keras kernel (Dense ``(in, units)``, Conv
@@ -160,18 +242,79 @@ def kernel_kl_margin(kernel, margin):
         )
     units = kernel.shape[-1]
     w = ops.transpose(ops.reshape(kernel, (-1, units)))  # (units, fan_in)
-    hinge = _kl_hinge(w, margin)
+    log_d = ops.log_softmax(w, axis=-1)
+    hinge = _hinge_block(log_d, log_d, margin)
     # Summing max(0, m - KL_ij) over all ordered pairs i != j covers both
     # directions of every unordered pair i < j; each diagonal term is m.
     return ops.sum(hinge) - ops.sum(ops.diagonal(hinge))
 
 
-def _same_label_mask(labels):
-    """``(N, N)`` float mask of pairs with equal labels; int or one-hot labels."""
+def _concrete(x):
+    """``x`` as NumPy when its values are known now (eager), ``None`` when it
+    is traced (``tf.function``, ``jax.jit``, ``torch.compile``)."""
+    if isinstance(x, (np.ndarray, np.generic, list, tuple, int, float)):
+        return np.asarray(x)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.executing_eagerly() and hasattr(x, "numpy"):
+            return x.numpy()
+        return None
+    if backend == "jax":
+        import jax
+
+        return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
+    if backend == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return None
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _check_rows(name: str, value, h, rows_name: str = "h"):
+    """Static check: one entry of ``value`` per row of ``h``."""
+    n, m = value.shape[0], h.shape[0]
+    if n is not None and m is not None and n != m:
+        raise ValueError(
+            f"Invalid shape for argument {name}: expected one entry per sample "
+            f"of {rows_name} ({m}). Received: {name}.shape={tuple(value.shape)}, "
+            f"{rows_name}.shape={tuple(h.shape)}"
+        )
+
+
+def _label_ids(labels, h, unlabelled, rows_name):
+    """``(ids, labelled, bad)``: int32 ids ``(N,)``, a float mask of the
+    labelled samples (or None) and a flag of non-whole traced labels (or None).
+
+    Concrete labels follow the package's NumPy label rule
+    (``_validation.label_vector``: NaN and fractions raise, strings and
+    one-hot rows are accepted); traced labels are only checked for shape,
+    and a non-whole value makes the penalty NaN instead of being rounded.
+    """
+    concrete = _concrete(labels)
+    if concrete is not None:
+        if concrete.ndim == 0:
+            raise ValueError(
+                "Invalid shape for argument labels: expected labels (N,), (N, 1) "
+                f"or one-hot (N, C). Received: labels.shape={concrete.shape}"
+            )
+        _check_rows("labels", concrete, h, rows_name)
+        vector = label_vector("labels", concrete, min_samples=0)
+        labelled = None
+        if unlabelled is not None:
+            keep = vector != np.asarray(unlabelled, dtype=vector.dtype)
+            labelled = ops.convert_to_tensor(keep.astype("float32"))
+        if vector.dtype.kind not in "iu":  # strings: ids of the distinct values
+            vector = np.unique(vector, return_inverse=True)[1]
+        return ops.convert_to_tensor(vector.astype("int32")), labelled, None
     labels = ops.convert_to_tensor(labels)
+    _check_rows("labels", labels, h, rows_name)
     if len(labels.shape) == 2 and labels.shape[-1] is not None and labels.shape[-1] > 1:
         labels = ops.argmax(labels, axis=-1)
-    elif len(labels.shape) == 2:
+    elif len(labels.shape) == 2 and labels.shape[-1] == 1:
         labels = ops.squeeze(labels, axis=-1)
     elif len(labels.shape) != 1:
         raise ValueError(
@@ -179,32 +322,66 @@ def _same_label_mask(labels):
             "(N,) or (N, 1), or one-hot labels of shape (N, C). "
             f"Received: labels.shape={labels.shape}"
         )
+    labelled = bad = None
+    if unlabelled is not None:
+        labelled = ops.cast(
+            ops.not_equal(labels, ops.cast(unlabelled, labels.dtype)), "float32"
+        )
     if not keras.backend.standardize_dtype(labels.dtype).startswith(("int", "uint")):
-        labels = ops.cast(ops.round(ops.cast(labels, "float32")), "int32")
-    return ops.cast(
-        ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0)), "float32"
-    )
+        whole = ops.equal(labels, ops.round(labels))  # False for NaN
+        bad = ops.logical_not(ops.all(whole))
+        labels = ops.where(whole, labels, ops.zeros_like(labels))
+    return ops.cast(labels, "int32"), labelled, bad
 
 
-def activity_kl_margin(h, margin, labels=None):
+def activity_kl_margin(
+    h: Tensor,
+    margin: float | Tensor,
+    labels: Tensor | None = None,
+    *,
+    sample_weight: Tensor | None = None,
+    unlabelled: int | None = None,
+    synchronized: bool = False,
+) -> Tensor:
     """L_multi: a hinge on the KL divergence between samples' activations.
 
     ``s_n = softmax(h_n)`` over the features (all axes but the batch axis are
     flattened). Over ORDERED pairs ``(i, j)``, the diagonal included as the
     paper's equations write it,
 
-    ``L = 1/P sum_{i,j} [max(0, m - KL(s_i‖s_j)) + max(0, m - KL(s_j‖s_i))]``
+    ``L = 1/P sum_{i,j} w_ij [max(0, m - KL(s_i‖s_j)) + max(0, m - KL(s_j‖s_i))]``
 
-    restricted to ``labels_i == labels_j`` when labels are given (eq. 4),
-    all pairs otherwise (eq. 6); ``P`` is the number of pairs summed,
-    ``sum_c N_c^2`` with labels or ``N^2`` without. Each diagonal pair adds
-    ``2 m``, so the minimum is ``2 m N / P``, not 0.
+    with ``w_ij = [labels_i == labels_j]`` when labels are given (eq. 4) and
+    1 otherwise (eq. 6), times ``sample_weight_i * sample_weight_j`` when
+    weights are given; a sample whose weight is 0 or whose label is
+    ``unlabelled`` is left out of every pair. ``P = sum_{i,j} w_ij`` (the
+    number of pairs summed: ``sum_c N_c^2`` with labels, ``N^2`` without);
+    the value is 0 when no pair is left. Each diagonal pair adds ``2 m``, so
+    the minimum is ``2 m N / P``, not 0.
+
+    The pair set is symmetric, so the sum is twice that of one direction:
+    one ``N x N`` matmul. With ``synchronized=True`` under a
+    ``tf.distribute`` strategy, each replica computes the block of its
+    ``N_r`` samples against the all-gathered ``N`` samples of the global
+    batch (``N_r x N``, never ``N x N``), and the block sums and pair counts
+    are all-reduced: every replica returns the value on the global batch,
+    and gradients flow back through the collectives. Without a strategy it
+    changes nothing.
+
+    Label values are checked when they are known (eager calls): NaN and
+    fractions raise. Inside a compiled function (``fit``) only shapes are
+    checked, and a non-whole label makes the value NaN rather than being
+    rounded.
 
     Args:
-        h: activations ``(N, ...)``.
+        h: activations ``(N, ...)`` with at least 2 features.
         margin: the margin ``m >= 0``.
         labels: optional ``(N,)`` / ``(N, 1)`` integer or ``(N, C)`` one-hot
             labels.
+        sample_weight: optional ``(N,)`` non-negative weights of the samples.
+        unlabelled: a label value that marks unlabelled samples (e.g. -1).
+        synchronized: all-gather the pairs over the replicas of a
+            ``tf.distribute`` strategy.
 
     Returns:
         Scalar tensor.
@@ -221,66 +398,218 @@ def activity_kl_margin(h, margin, labels=None):
     """
     margin = _check_margin(margin)
     h = _flatten_samples(h, "h")
-    hinge = _kl_hinge(h, margin)
-    # The pair set is symmetric, so the sum of max(0, m - KL(s_j‖s_i)) over it
-    # equals that of max(0, m - KL(s_i‖s_j)): twice one direction.
-    if labels is None:
-        n = _n_samples(h)
-        return 2.0 * ops.sum(hinge) / ops.maximum(n * n, 1.0)
-    mask = ops.cast(_same_label_mask(labels), hinge.dtype)
-    return 2.0 * ops.sum(hinge * mask) / ops.maximum(ops.sum(mask), 1.0)
+    _check_distributions(h, "h")
+    weights, bad = None, None
+    if labels is not None:
+        ids, weights, bad = _label_ids(labels, h, unlabelled, "h")
+    if sample_weight is not None:
+        sample_weight = ops.convert_to_tensor(sample_weight)
+        if len(sample_weight.shape) == 2 and sample_weight.shape[-1] == 1:
+            sample_weight = ops.squeeze(sample_weight, axis=-1)
+        if len(sample_weight.shape) != 1:
+            raise ValueError(
+                "Invalid shape for argument sample_weight: expected (N,) weights. "
+                f"Received: sample_weight.shape={sample_weight.shape}"
+            )
+        _check_rows("sample_weight", sample_weight, h)
+        sample_weight = ops.cast(sample_weight, h.dtype)
+        weights = (
+            sample_weight
+            if weights is None
+            else sample_weight * ops.cast(weights, h.dtype)
+        )
+    log_s = ops.log_softmax(h, axis=-1)
+    columns, column_weights, column_ids = log_s, weights, None
+    if labels is not None:
+        column_ids = ids
+    if synchronized:
+        # One all-gather of one tensor [log s, weight, label] (integer labels
+        # would live on the host, and a mixed nest cannot be gathered at once).
+        parts = [log_s]
+        if weights is not None:
+            parts.append(ops.expand_dims(ops.cast(weights, log_s.dtype), -1))
+        if labels is not None:
+            parts.append(ops.expand_dims(ops.cast(ids, log_s.dtype), -1))
+        gathered = replica_gather(ops.concatenate(parts, axis=-1))
+        k = log_s.shape[-1]
+        columns = gathered[:, :k]
+        if weights is not None:
+            column_weights = ops.stop_gradient(gathered[:, k])
+        if labels is not None:
+            column_ids = ops.cast(ops.stop_gradient(gathered[:, -1]), "int32")
+    hinge = _hinge_block(log_s, columns, margin)
+    if weights is None and labels is None:
+        total = ops.sum(hinge)
+        pairs = _n_samples(log_s) * _n_samples(columns)
+    else:
+        pair_weights = ops.ones_like(hinge)
+        if labels is not None:
+            pair_weights = ops.cast(
+                ops.equal(ops.expand_dims(ids, 1), ops.expand_dims(column_ids, 0)),
+                hinge.dtype,
+            )
+        if weights is not None:
+            pair_weights = (
+                pair_weights
+                * ops.expand_dims(ops.cast(weights, hinge.dtype), 1)
+                * ops.expand_dims(ops.cast(column_weights, hinge.dtype), 0)
+            )
+        pair_weights = ops.stop_gradient(pair_weights)
+        total = ops.sum(hinge * pair_weights)
+        pairs = ops.sum(pair_weights)
+    if synchronized:  # one all-reduce of one tensor (counts live on the host)
+        sums = replica_sum(ops.stack([total, ops.cast(pairs, total.dtype)]))
+        total, pairs = sums[0], sums[1]
+    value = 2.0 * total / ops.where(pairs > 0, pairs, ops.ones_like(pairs))
+    if bad is not None:
+        value = ops.where(bad, ops.cast(float("nan"), value.dtype), value)
+    return value
 
 
-def covariance(h, ddof: int = 1):
+def _check_distributions(h, name: str):
+    """A softmax over one feature is 1 for every sample: every KL is 0."""
+    if h.shape[-1] == 1:
+        raise ValueError(
+            f"Invalid shape for argument {name}: expected at least 2 features "
+            "(the softmax over a single feature is 1 for every sample, so every "
+            f"KL divergence is 0 and the penalty a constant 2 * margin). "
+            f"Received: {name}.shape={tuple(h.shape)}"
+        )
+
+
+def batch_moments(
+    *rows: Tensor, synchronized: bool = False
+) -> tuple[Tensor, list[Tensor]]:
+    """The count and the centred rows of one or more ``(n, p_i)`` matrices.
+
+    ``n`` and ``sum_n rows`` are the sufficient statistics of the mean: with
+    ``synchronized=True`` under a ``tf.distribute`` strategy they are summed
+    over the replicas in one all-reduce, so each replica centres its slice
+    on the mean of the global batch. An empty slice gives a count of 0 and
+    no rows (never a NaN).
+
+    Args:
+        *rows: ``(n, p_i)`` tensors with the same number of rows.
+        synchronized: all-reduce the statistics over the replicas.
+
+    Returns:
+        ``(count, [rows_i - mean_i, ...])``.
+    """
+    count = _n_samples(rows[0])
+    totals = [ops.sum(r, axis=0) for r in rows]
+    if synchronized:  # one all-reduce of one vector [n, sum rows_1, ...]
+        sizes = [r.shape[-1] for r in rows]
+        packed = replica_sum(ops.concatenate([ops.reshape(count, (1,)), *totals], 0))
+        count, offset, totals = packed[0], 1, []
+        for size in sizes:
+            totals.append(packed[offset : offset + size])
+            offset += size
+    denominator = ops.maximum(count, 1.0)
+    return count, [r - t / denominator for r, t in zip(rows, totals, strict=True)]
+
+
+def covariance_from_statistics(
+    count: Tensor, centred_gram: Tensor, ddof: int = 1
+) -> Tensor:
+    """``C = G / max(n - ddof, 1)`` from the count ``n`` and the centred
+    Gram matrix ``G = Hc^T Hc`` (or ``Yc^T Hc``) of the batch.
+
+    Both are sums over samples, so the covariance of a global batch follows
+    from their sums over the replicas. A batch of one (or none) gives 0.
+    """
+    return centred_gram / ops.maximum(count - ddof, 1.0)
+
+
+def _centred_gram(a, b, synchronized: bool):
+    gram = _matmul(ops.transpose(a), b)
+    return replica_sum(gram) if synchronized else gram
+
+
+def covariance(
+    h: Tensor, ddof: int = 1, *, features: str = "flatten", synchronized: bool = False
+) -> Tensor:
     """Sample covariance ``Hc^T Hc / max(N - ddof, 1)`` of ``(N, ...)`` rows.
 
-    ``Hc`` is ``h`` centred over the batch; all axes but the first are
-    flattened into ``p`` features. A batch of one gives a zero matrix.
+    ``Hc`` is ``h`` centred over the batch; ``features`` says what a feature
+    is (``"flatten"``: all axes but the first, ``"channels"``: the last axis,
+    the spatial positions of a feature map counting as samples). A batch of
+    one gives a zero matrix.
+
+    With ``synchronized=True`` under a ``tf.distribute`` strategy the
+    statistics are all-reduced (``N`` and ``sum h`` first, then the Gram
+    matrix of the rows centred on the global mean): the covariance of the
+    global batch on every replica, from ``p + p^2`` numbers per replica,
+    never the activations themselves.
 
     Args:
         h: activations ``(N, ...)``.
         ddof: ``1`` for the unbiased estimate, ``0`` for ``1/N``.
+        features: ``"flatten"`` or ``"channels"``.
+        synchronized: compute it on the global batch of all replicas.
 
     Returns:
         ``(p, p)`` tensor.
     """
-    hc = _centre(_flatten_samples(h, "h"))
-    return _gram(hc, hc, ddof)
+    rows = _feature_rows(h, "h", features)
+    count, (hc,) = batch_moments(rows, synchronized=synchronized)
+    return covariance_from_statistics(count, _centred_gram(hc, hc, synchronized), ddof)
 
 
-def cross_covariance(y, h, ddof: int = 0):
+def cross_covariance(
+    y: Tensor,
+    h: Tensor,
+    ddof: int = 0,
+    *,
+    features: str = "flatten",
+    synchronized: bool = False,
+) -> Tensor:
     """``Yc^T Hc / max(N - ddof, 1)``, both centred over the batch.
+
+    With ``features="channels"`` and a feature map ``h``, each spatial
+    position is a sample: ``y`` is either ``(N, q)`` (repeated at every
+    position) or a map with the same positions. ``synchronized`` as in
+    ``covariance`` (the cross terms ``Yc^T Hc`` are all-reduced).
 
     Args:
         y: ``(N, ...)`` tensor, flattened to ``(N, q)``.
         h: ``(N, ...)`` tensor, flattened to ``(N, p)``.
         ddof: delta degrees of freedom of the denominator.
+        features: ``"flatten"`` or ``"channels"``.
+        synchronized: compute it on the global batch of all replicas.
 
     Returns:
         ``(q, p)`` tensor.
     """
-    yc = _centre(_flatten_samples(y, "y"))
-    hc = _centre(_flatten_samples(h, "h"))
-    return _gram(yc, hc, ddof)
+    h = _float(h)
+    y = ops.cast(_float(y), h.dtype)
+    rows_h = _feature_rows(h, "h", features)
+    if features == "channels" and len(h.shape) > 2 and len(y.shape) <= 2:
+        positions = math.prod(h.shape[1:-1]) if None not in h.shape[1:-1] else None
+        if positions is None:
+            raise ValueError(
+                "Invalid shape for argument h: the spatial axes must be known to "
+                f"repeat y at every position. Received: h.shape={h.shape}"
+            )
+        y = ops.repeat(_flatten_samples(y, "y"), positions, axis=0)
+    rows_y = _feature_rows(y, "y", features)
+    count, (yc, hc) = batch_moments(rows_y, rows_h, synchronized=synchronized)
+    return covariance_from_statistics(count, _centred_gram(yc, hc, synchronized), ddof)
 
 
-def _centre(h):
-    return h - ops.mean(h, axis=0, keepdims=True)
-
-
-def _gram(yc, hc, ddof):
-    n = _n_samples(hc)
-    return ops.matmul(ops.transpose(yc), hc) / ops.maximum(n - ddof, 1.0)
-
-
-def decov(h):
+def decov(
+    h: Tensor, *, features: str = "flatten", synchronized: bool = False
+) -> Tensor:
     """DeCov: the squared off-diagonal covariances of a layer's activations.
 
     ``C = (1/N) Hc^T Hc`` with ``Hc`` the batch-centred activations;
-    ``L = 0.5 (‖C‖_F^2 - ‖diag C‖_2^2)``.
+    ``L = 0.5 (‖C‖_F^2 - ‖diag C‖_2^2)``. ``features`` and
+    ``synchronized`` as in ``covariance``.
 
     Args:
         h: activations ``(N, ...)``.
+        features: ``"flatten"`` (all axes but the batch axis are features)
+            or ``"channels"`` (positions of a feature map are samples).
+        synchronized: compute it on the global batch of all replicas.
 
     Returns:
         Scalar tensor; 0 for a batch of one.
@@ -295,19 +624,24 @@ def decov(h):
         Cogswell et al., "Reducing Overfitting in Deep Networks by
         Decorrelating Representations", ICLR 2016 (arXiv 2015).
     """
-    c = covariance(h, ddof=0)
+    c = covariance(h, ddof=0, features=features, synchronized=synchronized)
     return 0.5 * (ops.sum(ops.square(c)) - ops.sum(ops.square(ops.diagonal(c))))
 
 
-def xcov(y, h):
+def xcov(
+    y: Tensor, h: Tensor, *, features: str = "flatten", synchronized: bool = False
+) -> Tensor:
     """XCov: the squared cross-covariances between predictions and a latent.
 
     ``C = (1/N) Yc^T Hc`` (both centred over the batch);
-    ``L = 0.5 sum_ij C_ij^2``.
+    ``L = 0.5 sum_ij C_ij^2``. ``features`` and ``synchronized`` as in
+    ``cross_covariance``.
 
     Args:
         y: predictions ``(N, ...)``.
         h: latent activations ``(N, ...)``.
+        features: ``"flatten"`` or ``"channels"``.
+        synchronized: compute it on the global batch of all replicas.
 
     Returns:
         Scalar tensor; 0 for a batch of one.
@@ -322,18 +656,23 @@ def xcov(y, h):
         Cheung et al., "Discovering Hidden Factors of Variation in Deep
         Networks", ICLR workshop 2015 (arXiv 2014).
     """
-    c = cross_covariance(y, h, ddof=0)
+    c = cross_covariance(y, h, ddof=0, features=features, synchronized=synchronized)
     return 0.5 * ops.sum(ops.square(c))
 
 
-def covariance_l1(h):
+def covariance_l1(
+    h: Tensor, *, features: str = "flatten", synchronized: bool = False
+) -> Tensor:
     """L_Sigma: the L1 norm of the activation covariance over ``p^2``.
 
     ``C = (1/(N-1)) Hc^T Hc``; ``L = (1/p^2) sum_ij |C_ij|``, diagonal
-    included (Kågebäck & Mogren 2018, eq. 1-2).
+    included (Kågebäck & Mogren 2018, eq. 1-2). ``features`` and
+    ``synchronized`` as in ``covariance``.
 
     Args:
         h: activations ``(N, ...)``, flattened to ``(N, p)``.
+        features: ``"flatten"`` or ``"channels"``.
+        synchronized: compute it on the global batch of all replicas.
 
     Returns:
         Scalar tensor; 0 for a batch of one.
@@ -348,10 +687,11 @@ def covariance_l1(h):
         Kågebäck & Mogren, "Disentangled activations in deep networks",
         NeurIPS workshop 2017 (arXiv 2018).
     """
-    return ops.mean(ops.abs(covariance(h, ddof=1)))
+    c = covariance(h, ddof=1, features=features, synchronized=synchronized)
+    return ops.mean(ops.abs(c))
 
 
-def squared_distances(h, centroids):
+def squared_distances(h: Tensor, centroids: Tensor) -> Tensor:
     """All squared Euclidean distances ``(N, K)`` between rows, clipped at 0.
 
     Args:
@@ -381,15 +721,17 @@ def squared_distances(h, centroids):
         )
     h_sq = ops.sum(ops.square(h), axis=-1, keepdims=True)  # (N, 1)
     c_sq = ops.sum(ops.square(centroids), axis=-1)  # (K,)
-    cross = ops.matmul(h, ops.transpose(centroids))  # (N, K)
-    return ops.maximum(h_sq - 2.0 * cross + c_sq[None, :], 0.0)
+    cross = _matmul(h, ops.transpose(centroids))  # (N, K)
+    return ops.relu(h_sq - 2.0 * cross + c_sq[None, :])
 
 
-def min_centroid_distance(h, centroids):
+def min_centroid_distance(h: Tensor, centroids: Tensor) -> Tensor:
     """Mean squared distance of each sample to its nearest centroid.
 
-    ``mean_n min_j ‖h_n − C_j‖²``, the k-means objective of a batch, computed
-    as ``‖h‖² − 2 h C^T + ‖C‖²`` clipped at 0 (never an ``N x K x D`` tensor).
+    ``mean_n min_j ‖h_n − C_j‖²``, the k-means objective of a batch: the
+    nearest centroid from ``‖h‖² − 2 h C^T + ‖C‖²`` (never an ``N x K x D``
+    tensor), then its distance ``‖h_n − C_j‖²`` taken directly (exact, 0 on
+    a centroid, at any norm).
     Its gradient pulls each sample towards its nearest centroid and that
     centroid towards the samples it wins.
 
@@ -414,10 +756,21 @@ def min_centroid_distance(h, centroids):
         semi-supervised learning", 2019; reference code
         https://github.com/skarakulak/CLR_SSL (``get_cdist``).
     """
-    return ops.mean(ops.min(squared_distances(h, centroids), axis=-1))
+    h = _float(h)
+    centroids = ops.cast(_float(centroids), h.dtype)
+    nearest = ops.argmin(squared_distances(h, centroids), axis=-1)
+    # The expansion picks the nearest centroid; its distance is then taken
+    # directly, ``‖h − c‖²``, which is exact (0 on a centroid) where the
+    # expansion cancels catastrophically for large norms.
+    # (A one-hot product rather than a gather: a dense centroid gradient.)
+    one_hot = ops.one_hot(nearest, centroids.shape[0], dtype=h.dtype)
+    difference = h - _matmul(one_hot, centroids)
+    return ops.mean(ops.sum(ops.square(difference), axis=-1))
 
 
-def random_location(h, seed=None, data_format: str = "channels_last"):
+def random_location(
+    h: Tensor, seed: Any = None, data_format: str = "channels_last"
+) -> Tensor:
     """Picks one random spatial position per image of a feature map.
 
     ``(N, *spatial, C)`` (or ``(N, C, *spatial)``) becomes ``(N, C)``: the

@@ -12,15 +12,43 @@ statistics (a covariance, a mean over pairs), so their ``__call__`` returns
 ``weight * N * formula``: after Keras's division, the loss a layer adds to
 ``model.losses`` is exactly ``weight * formula`` at any batch size ``N``.
 Call the functions of ``keras_disentangle.penalties`` for the bare values.
+
+Several devices (``synchronized``, as in
+``keras.layers.BatchNormalization``). Under a ``tf.distribute`` strategy of
+``R`` replicas, replica ``r`` sees ``N_r`` of the ``N`` samples of the
+global batch; Keras divides each replica's activity loss by ``N_r`` and
+multiplies every loss by ``1/R``, and the optimizer sums the replicas'
+gradients.
+
+- ``synchronized=False`` (default): each replica's formula is computed on
+  its own slice, and the step optimises ``weight * mean_r formula(slice_r)``
+  (an empty slice counts as 0).
+- ``synchronized=True``: the formula is computed on the global batch
+  (all-reduced statistics, ``penalties``), and replica ``r`` adds the share
+  ``weight * formula(global) * N_r / N``: the shares sum to
+  ``weight * formula(global)`` and their gradients, through the
+  collectives, to its exact one-device gradient, with uneven or empty
+  slices too.
+
+Without a strategy (and with JAX's ``keras.distribution.DataParallel``,
+which computes on the global batch) both modes are the one-device formula.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 from keras import ops
 
 from keras_disentangle import penalties
-from keras_disentangle._validation import check_non_negative
+from keras_disentangle._distribute import (
+    calling_layer,
+    isolate_replica_losses,
+    replica_sum,
+    replicas_in_sync,
+)
+from keras_disentangle._validation import check_choice, check_non_negative
 
 __all__ = ["KernelKLMargin", "ActivityKLMargin", "DeCov", "CovarianceL1"]
 
@@ -51,32 +79,65 @@ class KernelKLMargin(keras.regularizers.Regularizer):
         Romanov & Rumshisky, "Forced to Learn", 2017, eq. 1-3.
     """
 
-    def __init__(self, margin: float = 5.0, weight: float = 1e-3):
+    def __init__(self, margin: float = 5.0, weight: float = 1e-3) -> None:
         self.margin = check_non_negative("margin", margin)
         self.weight = check_non_negative("weight", weight)
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
         return self.weight * penalties.kernel_kl_margin(x, self.margin)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"margin": self.margin, "weight": self.weight}
 
 
+def _check_synchronized(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(
+            "Invalid value for argument synchronized: expected True or False. "
+            f"Received: synchronized={value!r}"
+        )
+    return value
+
+
 class _BatchStatisticRegularizer(keras.regularizers.Regularizer):
-    """Base of the activity penalties: undoes Keras's division by batch size."""
+    """Base of the activity penalties: undoes Keras's division by batch size
+    and, synchronized, gives each replica its share of the global value."""
 
-    def __init__(self, weight: float):
+    def __init__(self, weight: float, synchronized: bool = False) -> None:
         self.weight = check_non_negative("weight", weight)
+        self.synchronized = _check_synchronized(synchronized)
 
-    def penalty(self, x):
+    def penalty(self, x: Any) -> Any:
         raise NotImplementedError
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
+        replicas = replicas_in_sync()
+        if self.synchronized and replicas > 1:
+            # The collectives switch replica threads inside the layer's call:
+            # keep its loss list per replica (see _distribute).
+            isolate_replica_losses(calling_layer())
         value = self.penalty(x)
-        return self.weight * ops.cast(ops.shape(x)[0], value.dtype) * value
+        n = ops.cast(ops.shape(x)[0], value.dtype)
+        if not self.synchronized or replicas == 1:
+            return self.weight * n * value  # Keras divides by n (and by R)
+        # Keras divides by n_r (divide_no_nan) and by R: what is left is the
+        # share weight * value * n_r / n of the global value.
+        share = n * n * replicas / ops.maximum(replica_sum(n), 1.0)
+        return self.weight * share * value
 
-    def get_config(self):
-        return {"weight": self.weight}
+    def get_config(self) -> dict:
+        return {"weight": self.weight, "synchronized": self.synchronized}
+
+
+class _CovarianceRegularizer(_BatchStatisticRegularizer):
+    def __init__(
+        self, weight: float, features: str = "flatten", synchronized: bool = False
+    ) -> None:
+        super().__init__(weight, synchronized)
+        self.features = check_choice("features", features, penalties.FEATURES)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "features": self.features}
 
 
 @_register
@@ -90,9 +151,15 @@ class ActivityKLMargin(_BatchStatisticRegularizer):
     over all ordered pairs of the batch, the diagonal included (eq. 6). With
     labels, use ``keras_disentangle.losses.LabelledKLMargin`` (eq. 4).
 
+    Under a ``tf.distribute`` strategy, ``synchronized=True`` sums over the
+    pairs of the global batch (each replica its ``N_r x N`` block of its
+    samples against all the gathered ones); ``False`` over the pairs within
+    each replica's slice, averaged over the replicas (module docstring).
+
     Args:
         margin: the margin ``m``, a finite number >= 0. The paper used 0.1-1.
         weight: the factor of the penalty, a finite number >= 0.
+        synchronized: compute it over the global batch of all replicas.
 
     Example:
 
@@ -104,26 +171,39 @@ class ActivityKLMargin(_BatchStatisticRegularizer):
         Romanov & Rumshisky, "Forced to Learn", 2017, eq. 6.
     """
 
-    def __init__(self, margin: float = 1.0, weight: float = 0.1):
-        super().__init__(weight)
+    def __init__(
+        self, margin: float = 1.0, weight: float = 0.1, synchronized: bool = False
+    ) -> None:
+        super().__init__(weight, synchronized)
         self.margin = check_non_negative("margin", margin)
 
-    def penalty(self, x):
-        return penalties.activity_kl_margin(x, self.margin)
+    def penalty(self, x: Any) -> Any:
+        return penalties.activity_kl_margin(
+            x, self.margin, synchronized=self.synchronized
+        )
 
-    def get_config(self):
-        return {"margin": self.margin, "weight": self.weight}
+    def get_config(self) -> dict:
+        return {"margin": self.margin, **super().get_config()}
 
 
 @_register
-class DeCov(_BatchStatisticRegularizer):
+class DeCov(_CovarianceRegularizer):
     """DeCov: penalises the off-diagonal covariances of a layer's activations.
 
     The loss added to the model is ``weight * 0.5 (‖C‖_F^2 - ‖diag C‖_2^2)``
     with ``C = (1/N) Hc^T Hc``, ``Hc`` the batch-centred activations.
 
+    On a feature map ``(N, H, W, C)``, ``features="flatten"`` makes
+    ``H*W*C`` features (a 32x32x64 map: a 65,536^2 covariance, refused
+    above ``penalties.MAX_COVARIANCE_FEATURES``); ``features="channels"``
+    counts each of the ``N*H*W`` positions as a sample of ``C`` channels.
+    ``synchronized=True`` computes ``C`` on the global batch of all
+    replicas from all-reduced sums (module docstring).
+
     Args:
         weight: the factor of the penalty, a finite number >= 0.
+        features: ``"flatten"`` or ``"channels"`` (channels-last maps).
+        synchronized: compute it over the global batch of all replicas.
 
     Example:
 
@@ -135,22 +215,29 @@ class DeCov(_BatchStatisticRegularizer):
         Decorrelating Representations", 2015.
     """
 
-    def __init__(self, weight: float = 0.1):
-        super().__init__(weight)
+    def __init__(
+        self, weight: float = 0.1, features: str = "flatten", synchronized: bool = False
+    ) -> None:
+        super().__init__(weight, features, synchronized)
 
-    def penalty(self, x):
-        return penalties.decov(x)
+    def penalty(self, x: Any) -> Any:
+        return penalties.decov(
+            x, features=self.features, synchronized=self.synchronized
+        )
 
 
 @_register
-class CovarianceL1(_BatchStatisticRegularizer):
+class CovarianceL1(_CovarianceRegularizer):
     """L_Sigma: the L1 norm of the activation covariance over ``p^2``.
 
     The loss added to the model is ``weight * (1/p^2) sum_ij |C_ij|`` with
-    ``C = (1/(N-1)) Hc^T Hc``, the diagonal included.
+    ``C = (1/(N-1)) Hc^T Hc``, the diagonal included. ``features`` and
+    ``synchronized`` as in ``DeCov``.
 
     Args:
         weight: the factor ``λ`` of the penalty, a finite number >= 0.
+        features: ``"flatten"`` or ``"channels"`` (channels-last maps).
+        synchronized: compute it over the global batch of all replicas.
 
     Example:
 
@@ -163,8 +250,12 @@ class CovarianceL1(_BatchStatisticRegularizer):
         eq. 1-2.
     """
 
-    def __init__(self, weight: float = 0.1):
-        super().__init__(weight)
+    def __init__(
+        self, weight: float = 0.1, features: str = "flatten", synchronized: bool = False
+    ) -> None:
+        super().__init__(weight, features, synchronized)
 
-    def penalty(self, x):
-        return penalties.covariance_l1(x)
+    def penalty(self, x: Any) -> Any:
+        return penalties.covariance_l1(
+            x, features=self.features, synchronized=self.synchronized
+        )

@@ -7,6 +7,8 @@
   ops in float32, so float64 references are checked with float32 tolerances
   there (``rtol()`` says which).
 - ``reload_in_fresh_process(path, script)``: the save/reload harness.
+- ``compiled(fn)``: ``fn`` traced as in ``fit`` (``tf.function``,
+  ``jax.jit``; PyTorch runs eagerly).
 """
 
 from __future__ import annotations
@@ -39,6 +41,19 @@ def value_and_grad(fn, x):
     """``(fn(x), d fn / d x)`` as NumPy arrays, on any backend."""
     value, grad = value_and_gradient(fn, keras.ops.convert_to_tensor(x))
     return numpy(value), numpy(grad)
+
+
+def compiled(fn):
+    """``fn`` traced by the backend's compiler, as a ``fit`` step is."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
 
 
 def rtol(exact: float = 1e-9, single: float = 1e-5) -> float:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from keras_disentangle import penalties
-from keras_disentangle._validation import check_non_negative
+from keras_disentangle._distribute import isolate_replica_losses
+from keras_disentangle._validation import check_choice, check_non_negative
 
 
 @keras.saving.register_keras_serializable(package="keras_disentangle")
@@ -16,8 +19,23 @@ class XCovPenalty(keras.layers.Layer):
     adds ``weight * 0.5 sum_ij C_ij^2``, ``C = (1/N) Yc^T Hc`` (both centred
     over the batch), to ``model.losses`` during training and evaluation.
 
+    ``features="channels"`` with a channels-last feature map as the latent
+    counts every spatial position as a sample of ``C`` channels (the
+    prediction repeated at each position); ``"flatten"`` makes all of
+    ``H*W*C`` features and is refused above
+    ``penalties.MAX_COVARIANCE_FEATURES``.
+
+    Several devices: Keras multiplies every added loss by ``1/R`` under a
+    ``tf.distribute`` strategy of ``R`` replicas. ``synchronized=True``
+    computes ``C`` on the global batch (the counts, sums and cross terms
+    ``Yc^T Hc`` all-reduced) on every replica, so the step equals the
+    one-device step; ``False`` optimises the mean over the replicas of the
+    value on each slice (an empty slice counts as 0).
+
     Args:
         weight: the factor of the penalty, a finite number >= 0.
+        features: ``"flatten"`` or ``"channels"``.
+        synchronized: compute it over the global batch of all replicas.
         **kwargs: base layer arguments (``name``, ...).
 
     Example:
@@ -34,9 +52,22 @@ class XCovPenalty(keras.layers.Layer):
         Networks", 2014.
     """
 
-    def __init__(self, weight: float = 1.0, **kwargs):
+    def __init__(
+        self,
+        weight: float = 1.0,
+        features: str = "flatten",
+        synchronized: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.weight = check_non_negative("weight", weight)
+        self.features = check_choice("features", features, penalties.FEATURES)
+        if not isinstance(synchronized, bool):
+            raise ValueError(
+                "Invalid value for argument synchronized: expected True or False. "
+                f"Received: synchronized={synchronized!r}"
+            )
+        self.synchronized = synchronized
 
     @staticmethod
     def _check_shapes(shapes):
@@ -52,23 +83,37 @@ class XCovPenalty(keras.layers.Layer):
                 f"Received inputs of shape {shapes}"
             )
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         self._check_shapes(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         if isinstance(inputs, (list, tuple)):
             self._check_shapes([tuple(t.shape) for t in inputs])
         else:
             self._check_shapes(tuple(inputs.shape))
         prediction, latent = inputs
-        self.add_loss(self.weight * penalties.xcov(prediction, latent))
+        if self.synchronized:  # collectives switch replica threads in call
+            isolate_replica_losses(self)
+        value = penalties.xcov(
+            prediction,
+            latent,
+            features=self.features,
+            synchronized=self.synchronized,
+        )
+        self.add_loss(self.weight * value)
         return prediction
 
     def compute_output_shape(self, input_shape):
         self._check_shapes(input_shape)
         return input_shape[0]
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
-        config["weight"] = self.weight
+        config.update(
+            {
+                "weight": self.weight,
+                "features": self.features,
+                "synchronized": self.synchronized,
+            }
+        )
         return config

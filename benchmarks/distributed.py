@@ -1,0 +1,172 @@
+"""Cost of ``synchronized=True`` under a 2-replica ``MirroredStrategy``.
+
+1. Step time of a small classifier (784 -> Dense(256, relu) -> Dense(64)
+   with the penalty as activity regularizer -> Dense(10, softmax)) under a
+   ``tf.distribute.MirroredStrategy`` over 2 logical CPUs, with
+   ``synchronized=True`` against ``False``, as a ratio measured in the same
+   run (interleaved rounds, medians), for a covariance penalty (``DeCov``)
+   and the pairwise KL hinge (``ActivityKLMargin``), global batch 512 and
+   2048.
+2. ``--memory``: the peak resident memory growth of one such training step
+   with ``ActivityKLMargin`` against the global batch size, synchronized
+   (each replica an ``N/2 x N`` block) and not (``N/2 x N/2``), each in a
+   fresh process.
+
+Run: ``python benchmarks/distributed.py [--repeats 15] [--memory]``.
+On a shared machine the seconds are noisy: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["KERAS_BACKEND"] = "tensorflow"
+
+import numpy as np  # noqa: E402
+from penalties import _peak_rss_kib, _print  # noqa: E402  (benchmarks/penalties.py)
+
+BATCHES = (512, 2048)
+PENALTIES = ("DeCov", "ActivityKLMargin")
+
+
+def _strategy():
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0],
+        [
+            tf.config.LogicalDeviceConfiguration(),
+            tf.config.LogicalDeviceConfiguration(),
+        ],
+    )
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def _model(strategy, penalty, synchronized):
+    import keras
+
+    from keras_disentangle import regularizers
+
+    regularizer = {
+        "DeCov": lambda: regularizers.DeCov(0.1, synchronized=synchronized),
+        "ActivityKLMargin": lambda: regularizers.ActivityKLMargin(
+            1.0, 0.1, synchronized=synchronized
+        ),
+    }[penalty]()
+    with strategy.scope():
+        inputs = keras.Input((784,))
+        h = keras.layers.Dense(256, activation="relu")(inputs)
+        h = keras.layers.Dense(64, activity_regularizer=regularizer)(h)
+        out = keras.layers.Dense(10, activation="softmax")(h)
+        model = keras.Model(inputs, out)
+        model.compile("adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _data(batch):
+    rng = np.random.default_rng(0)
+    return (
+        rng.random((batch, 784), dtype=np.float32),
+        rng.integers(0, 10, size=batch),
+    )
+
+
+def step_ratios(repeats, steps=3):
+    strategy = _strategy()
+    rows = []
+    for penalty in PENALTIES:
+        for batch in BATCHES:
+            x, y = _data(batch)
+            models = {s: _model(strategy, penalty, s) for s in (True, False)}
+            for model in models.values():  # trace and warm up
+                for _ in range(2):
+                    model.train_on_batch(x, y)
+            times = {s: [] for s in models}
+            for _ in range(repeats):  # interleaved: noise hits both alike
+                for s, model in models.items():
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        model.train_on_batch(x, y)
+                    times[s].append((time.perf_counter() - start) / steps)
+            sync, local = (
+                statistics.median(times[True]),
+                statistics.median(times[False]),
+            )
+            rows.append(
+                {
+                    "penalty": penalty,
+                    "global_batch": batch,
+                    "sync_ms": 1e3 * sync,
+                    "local_ms": 1e3 * local,
+                    "ratio": sync / local,
+                }
+            )
+    return rows
+
+
+def _memory_child(batch, synchronized):
+    strategy = _strategy()
+    model = _model(strategy, "ActivityKLMargin", synchronized)
+    x, y = _data(batch)
+    small_x, small_y = _data(8)
+    model.train_on_batch(small_x, small_y)  # runtime and traces loaded
+    before = _peak_rss_kib()
+    model.train_on_batch(x, y)
+    print(json.dumps({"peak_mib": (_peak_rss_kib() - before) / 1024.0}))
+
+
+def memory(batches=(512, 1024, 2048, 4096)):
+    rows = []
+    for batch in batches:
+        row = {"global_batch": batch}
+        for synchronized in (True, False):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--memory-child",
+                    str(batch),
+                    str(synchronized),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            key = "sync_peak_mib" if synchronized else "local_peak_mib"
+            row[key] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+        # float32 hinge block per replica: (N/2 x N) synchronized, (N/2)^2 not
+        row["sync_block_mib"] = 4.0 * (batch / 2) * batch / 2**20
+        rows.append(row)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--skip-steps", action="store_true")
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        batch, synchronized = args.memory_child
+        _memory_child(int(batch), synchronized == "True")
+        return
+    if not args.skip_steps:
+        _print(
+            step_ratios(args.repeats),
+            "step time under 2 replicas, synchronized=True / False",
+        )
+    if args.memory:
+        _print(memory(), "peak resident memory growth of one step (MiB)")
+
+
+if __name__ == "__main__":
+    main()
