@@ -62,10 +62,10 @@ def mapc(h, min_variance_fraction: float = 0.0) -> float:
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.1]])
-    >>> round(mapc(x), 4)
-    0.9999
+        >>> import numpy as np
+        >>> x = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.1]])
+        >>> round(mapc(x), 4)
+        0.9999
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,
@@ -113,10 +113,10 @@ def cvr(h) -> float:
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
-    >>> cvr(x)
-    2.0
+        >>> import numpy as np
+        >>> x = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+        >>> cvr(x)
+        2.0
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,
@@ -150,10 +150,10 @@ def tdv(h, d: int) -> float:
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[0.0, 0.0], [2.0, 1.0], [4.0, 0.0]])
-    >>> round(tdv(x, 1), 4)
-    0.9231
+        >>> import numpy as np
+        >>> x = np.array([[0.0, 0.0], [2.0, 1.0], [4.0, 0.0]])
+        >>> round(tdv(x, 1), 4)
+        0.9231
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018.
@@ -189,10 +189,10 @@ def utilized_dimensions(h, fraction: float = 0.9) -> int:
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [4.0, 0.0, 0.0]])
-    >>> utilized_dimensions(x, fraction=0.9)
-    1
+        >>> import numpy as np
+        >>> x = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [4.0, 0.0, 0.0]])
+        >>> utilized_dimensions(x, fraction=0.9)
+        1
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018.

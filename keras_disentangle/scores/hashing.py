@@ -69,10 +69,10 @@ def hamming_ranking_map(query_codes, query_labels, db_codes, db_labels) -> float
 
     Example:
 
-    >>> import numpy as np
-    >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
-    >>> hamming_ranking_map(codes[:1], [0], codes, [0, 1, 0])
-    0.8333333333333333
+        >>> import numpy as np
+        >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
+        >>> hamming_ranking_map(codes[:1], [0], codes, [0, 1, 0])
+        0.8333333333333333
 
     References:
         Hu et al., "Learning Discrete Representations via Information
@@ -116,10 +116,10 @@ def precision_at_k(
 
     Example:
 
-    >>> import numpy as np
-    >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
-    >>> precision_at_k(codes[:1], [0], codes, [0, 1, 0], k=2)
-    0.5
+        >>> import numpy as np
+        >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
+        >>> precision_at_k(codes[:1], [0], codes, [0, 1, 0], k=2)
+        0.5
 
     References:
         Hu et al., IMSAT, ICML 2017, section 4.3.
@@ -156,10 +156,10 @@ def precision_within_radius(
 
     Example:
 
-    >>> import numpy as np
-    >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
-    >>> precision_within_radius(codes[:1], [0], codes, [0, 1, 0], radius=1)
-    0.5
+        >>> import numpy as np
+        >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
+        >>> precision_within_radius(codes[:1], [0], codes, [0, 1, 0], radius=1)
+        0.5
 
     References:
         Hu et al., IMSAT, ICML 2017, section 4.3.
