@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 from keras_disentangle import datasets, layers, regularizers  # noqa: E402
+from keras_disentangle._submodel import layer_model
 from keras_disentangle.scores import cluster_scores
 
 PENALTIES = {
@@ -58,7 +59,7 @@ def run(penalty: str, data, epochs: int, seed: int) -> dict:
     accuracy = model.evaluate(
         x_test, (y_test >= 5).astype("float32"), verbose=0, return_dict=True
     )["accuracy"]
-    fc1 = keras.Model(model.inputs, model.get_layer("fc1").output)
+    fc1 = layer_model(model, "fc1")
     embeddings = fc1.predict(x_test, verbose=0)
     scores = cluster_scores(embeddings, y_test, n_clusters=10, seed=seed)
     return {"penalty": penalty, "binary_acc": accuracy, **scores}

@@ -4,7 +4,7 @@ Romanov & Rumshisky's setting: a network learns a coarse task (here: is the
 digit >= 5?) while the KL-margin penalty spreads the samples' activations of
 an embedding layer, so that KMeans on that layer recovers the fine classes
 (the ten digits) that no label named. keras-tuner searches the penalty's
-``margin`` and ``weight`` for the best ``val_ami``, which
+``margin`` and ``weight`` for the best ``val_cluster_ami``, which
 ``ClusteringScores`` writes into the logs every epoch on the validation
 split; the best model is then scored once on the test split.
 
@@ -25,6 +25,7 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_disentangle._submodel import layer_model
 from keras_disentangle.callbacks import ClusteringScores
 from keras_disentangle.datasets import digits
 from keras_disentangle.regularizers import ActivityKLMargin
@@ -82,7 +83,7 @@ def search(
 ):
     """Runs the RandomSearch and returns the tuner.
 
-    The objective is ``val_ami``: the AMI of KMeans (10 clusters) on the
+    The objective is ``val_cluster_ami``: the AMI of KMeans (10 clusters) on the
     embedding layer against the ten digit labels of the validation split.
     """
     keras_tuner = _import_keras_tuner()
@@ -90,7 +91,7 @@ def search(
     keras.utils.set_random_seed(seed)
     tuner = keras_tuner.RandomSearch(
         build_model,
-        objective=keras_tuner.Objective("val_ami", direction="max"),
+        objective=keras_tuner.Objective("val_cluster_ami", direction="max"),
         max_trials=trials,
         seed=seed,
         directory=directory,
@@ -134,16 +135,16 @@ def main(argv=None):
             hp = trial.hyperparameters.values
             print(
                 f"  trial {trial.trial_id}: margin={hp['margin']:.3f} "
-                f"weight={hp['weight']:.4f} best val_ami={trial.score:.3f}"
+                f"weight={hp['weight']:.4f} best val_cluster_ami={trial.score:.3f}"
             )
         print(
             f"best: margin={best_hp['margin']:.3f} weight={best_hp['weight']:.4f} "
-            f"val_ami={best_trial.score:.3f}"
+            f"val_cluster_ami={best_trial.score:.3f}"
         )
         # The test split is used once, for the chosen model only.
         model = tuner.get_best_models(1)[0]
         x_test, y_test = splits.test
-        embedder = keras.Model(model.inputs, model.get_layer("embedding").output)
+        embedder = layer_model(model, "embedding")
         test = cluster_scores(embedder.predict(x_test, verbose=0), y_test, seed=0)
         print(
             "test scores of the best model: "

@@ -7,7 +7,11 @@ import keras
 __all__ = ["layer_model"]
 
 
-def layer_model(model, layer=None, owner: str = "keras_disentangle"):
+def layer_model(
+    model: keras.Model,
+    layer: str | keras.layers.Layer | None = None,
+    owner: str = "keras_disentangle",
+) -> keras.Model:
     """The model itself (``layer=None``) or a sub-model from its inputs to ``layer``.
 
     The one helper for "a sub-model up to a named layer" (score callbacks,
@@ -22,7 +26,10 @@ def layer_model(model, layer=None, owner: str = "keras_disentangle"):
     if isinstance(layer, str):
         layer = model.get_layer(layer)  # its ValueError names the layer
     try:
-        inputs = model.inputs
+        try:  # the input structure the model was built with (tensor, dict...)
+            inputs = model.input
+        except (AttributeError, ValueError):  # a Sequential not yet called
+            inputs = model.inputs
         output = layer.output
     except (AttributeError, ValueError) as error:
         raise ValueError(

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
+
+import numpy as np
 
 
 def _describe(name: str, value) -> str:
@@ -98,11 +101,18 @@ def check_no_reserved_keys(name: str, kwargs: dict, reserved) -> dict:
     return kwargs
 
 
-def check_seed(name: str, value, *, allow_generator: bool = False):
+def check_seed(name: str, value: Any, *, allow_generator: bool = False) -> Any:
     """Returns ``value`` unchanged: ``None``, an integer >= 0 or (with
     ``allow_generator``) a ``keras.random.SeedGenerator``; raises otherwise.
 
-    The one rule for every ``seed=`` argument of the package.
+    The one rule for every ``seed=`` argument of the package: booleans,
+    negative numbers, floats (even whole ones) and strings raise a
+    ``ValueError`` naming the argument; NumPy integers come back as ``int``.
+
+    Example:
+
+        >>> check_seed("seed", 3), check_seed("seed", None)
+        (3, None)
     """
     if value is None or (
         not isinstance(value, bool)
@@ -124,27 +134,48 @@ def check_seed(name: str, value, *, allow_generator: bool = False):
     )
 
 
-def label_vector(name: str, value, *, min_samples: int = 1, unlabelled=None):
+def label_vector(
+    name: str, value: Any, *, min_samples: int = 1, unlabelled: Any = None
+) -> np.ndarray:
     """The one rule for NumPy labels: returns a 1-D array ``(N,)``.
 
-    Accepts integer or string labels ``(N,)``, a column ``(N, 1)`` and one-hot
-    (or probability) rows ``(N, C)`` with ``C > 1`` (their argmax). Float
-    labels must be whole numbers; NaN, infinity and fractions raise. With
-    ``unlabelled`` set (e.g. ``-1``), that value marks unlabelled samples and
-    is kept as it is. Raises a ``ValueError`` naming ``name`` otherwise.
-    """
-    import numpy as np
+    Accepts integer, boolean or string labels ``(N,)``, a column ``(N, 1)``
+    and one-hot (or probability) rows ``(N, C)`` with ``C > 1`` (their
+    argmax). Float labels must be whole numbers (returned as int64); NaN,
+    infinity, fractions and missing values (``None`` in an object array)
+    raise, as do ``None``, other ranks and other dtypes. With ``unlabelled``
+    set (e.g. ``-1``), that value marks unlabelled samples and is kept as it
+    is (callers mask it out). Every error is a ``ValueError`` naming ``name``.
 
+    Example:
+
+        >>> label_vector("labels", [[0, 1], [1, 0]]).tolist()
+        [1, 0]
+        >>> label_vector("labels", [[2.0], [0.0]]).tolist()
+        [2, 0]
+    """
+    del unlabelled  # kept as is: callers mask it out
     if value is None:
         raise ValueError(
             f"Invalid value for argument {name}: expected labels (N,), (N, 1) or "
             f"one-hot (N, C). {_describe(name, value)}"
         )
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as error:  # ragged nests
+        raise ValueError(
+            f"Invalid value for argument {name}: expected labels (N,), (N, 1) or "
+            f"one-hot (N, C). ({error})"
+        ) from error
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     elif arr.ndim == 2 and arr.shape[1] > 1 and arr.dtype.kind in "biuf":
-        arr = arr.argmax(axis=1)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"Invalid value for argument {name}: expected finite labels, "
+                "found NaN or infinity."
+            )
+        arr = arr.argmax(axis=1) if arr.shape[0] else np.zeros(0, np.int64)
     if arr.ndim != 1:
         raise ValueError(
             f"Invalid shape for argument {name}: expected labels (N,), (N, 1) or "
@@ -155,7 +186,8 @@ def label_vector(name: str, value, *, min_samples: int = 1, unlabelled=None):
             f"Invalid shape for argument {name}: expected at least {min_samples} "
             f"sample(s). Received: {name}.shape={arr.shape}"
         )
-    if arr.dtype.kind == "f":
+    kind = arr.dtype.kind
+    if kind == "f":
         if not np.all(np.isfinite(arr)):
             raise ValueError(
                 f"Invalid value for argument {name}: expected finite labels, "
@@ -167,12 +199,21 @@ def label_vector(name: str, value, *, min_samples: int = 1, unlabelled=None):
                 f"labels, found fractions such as {arr[arr != np.round(arr)][:3]}."
             )
         arr = arr.astype(np.int64)
-    elif arr.dtype.kind == "b":
+    elif kind == "b":
         arr = arr.astype(np.int64)
-    elif arr.dtype.kind not in "iuUSO":
+    elif kind == "O":
+        for item in arr:
+            missing = item is None or (
+                isinstance(item, numbers.Real) and not math.isfinite(float(item))
+            )
+            if missing:
+                raise ValueError(
+                    f"Invalid value for argument {name}: expected a label for "
+                    f"every sample, found {item!r}."
+                )
+    elif kind not in "iuUS":
         raise ValueError(
             f"Invalid dtype for argument {name}: expected integer or string "
             f"labels. Received: {name}.dtype={arr.dtype}"
         )
-    del unlabelled  # kept as is: callers mask it out
     return arr

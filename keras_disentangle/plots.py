@@ -6,6 +6,7 @@ so nothing touches a global figure state or needs a display: save it with
 by leaving it as the cell's value. matplotlib is an optional dependency
 (``pip install 'keras_disentangle[plots]'``), imported on first use.
 
+- ``new_figure``: the package's matplotlib figure factory (no pyplot).
 - ``most_active_units``: per class, how many samples have each unit as their
   most active one (Romanov & Rumshisky, Figures 2 and 3).
 - ``embedding_scatter``: a 2-D projection coloured by label (their Figure 5);
@@ -21,13 +22,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_disentangle import scores
-from keras_disentangle._validation import check_choice, check_no_reserved_keys
+from keras_disentangle._validation import (
+    check_choice,
+    check_no_reserved_keys,
+    check_seed,
+    label_vector,
+)
+from keras_disentangle.scores._inputs import _matrix, _same_length
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 __all__ = [
+    "new_figure",
     "most_active_unit_counts",
     "most_active_units",
     "embedding_scatter",
@@ -37,7 +50,28 @@ __all__ = [
 ]
 
 
-def _new_figure(**kwargs):
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib ``Figure`` with the constrained layout, outside pyplot.
+
+    No global figure state and no display needed: save it with
+    ``fig.savefig(path)``. The one figure factory of the package (the plots
+    here and the experiments' figures).
+
+    Args:
+        **kwargs: arguments of ``matplotlib.figure.Figure`` (``figsize``, ...).
+
+    Returns:
+        A ``matplotlib.figure.Figure``.
+
+    Raises:
+        ImportError: matplotlib is not installed (the ``plots`` extra).
+
+    Example:
+
+        >>> fig = new_figure(figsize=(2.0, 1.0))
+        >>> fig.get_layout_engine().__class__.__name__
+        'ConstrainedLayoutEngine'
+    """
     try:
         from matplotlib.figure import Figure
     except ImportError as error:  # pragma: no cover - depends on the install
@@ -49,9 +83,9 @@ def _new_figure(**kwargs):
 
 
 def _embeddings_and_labels(embeddings, labels, min_samples=1):
-    h = scores._inputs._matrix("embeddings", embeddings, min_samples=min_samples)
-    y = scores._inputs._labels("labels", labels)
-    scores._inputs._same_length("embeddings", h, "labels", y)
+    h = _matrix("embeddings", embeddings, min_samples=min_samples)
+    y = label_vector("labels", labels)
+    _same_length("embeddings", h, "labels", y)
     return h, y
 
 
@@ -82,7 +116,9 @@ def _embed(model_or_embeddings, x, layer, batch_size):
     return out.reshape(out.shape[0], -1)
 
 
-def most_active_unit_counts(embeddings, labels):
+def most_active_unit_counts(
+    embeddings: ArrayLike, labels: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
     """Per class, the number of samples whose most active unit is each unit.
 
     ``counts[c, k] = #{n : labels_n = classes[c], argmax_j h_nj = k}`` (ties
@@ -103,22 +139,26 @@ def most_active_unit_counts(embeddings, labels):
         >>> counts.tolist()
         [[2, 0], [0, 1]]
     """
+    from sklearn.metrics.cluster import contingency_matrix
+
     h, y = _embeddings_and_labels(embeddings, labels)
-    classes, class_index = np.unique(y, return_inverse=True)
+    classes = np.unique(y)
+    winners = np.argmax(h, axis=1)
+    table = contingency_matrix(y, winners)  # (classes, units that win)
     counts = np.zeros((classes.shape[0], h.shape[1]), dtype=np.int64)
-    np.add.at(counts, (class_index.ravel(), np.argmax(h, axis=1)), 1)
+    counts[:, np.unique(winners)] = table
     return classes, counts
 
 
 def most_active_units(
-    model_or_embeddings,
-    x=None,
-    labels=None,
-    layer=None,
+    model_or_embeddings: Any,
+    x: Any = None,
+    labels: ArrayLike | None = None,
+    layer: Any = None,
     *,
     normalize: bool = False,
     batch_size: int = 256,
-):
+) -> Figure:
     """Heatmap: per class, how often each unit is a sample's most active one.
 
     Romanov & Rumshisky's Figures 2 and 3: a penalty that disentangles the
@@ -147,17 +187,13 @@ def most_active_units(
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, Figures 2-3.
     """
-    if labels is None:
-        raise ValueError(
-            "Invalid value for argument labels: expected the (N,) class labels. "
-            "Received: labels=None"
-        )
+    y = label_vector("labels", labels)  # before the embedding pass
     embeddings = _embed(model_or_embeddings, x, layer, batch_size)
-    classes, counts = most_active_unit_counts(embeddings, labels)
+    classes, counts = most_active_unit_counts(embeddings, y)
     values = counts.astype(np.float64)
     if normalize:
         values /= np.maximum(values.sum(axis=1, keepdims=True), 1)
-    fig = _new_figure(figsize=(max(4.0, 0.35 * counts.shape[1] + 2), 4.0))
+    fig = new_figure(figsize=(max(4.0, 0.35 * counts.shape[1] + 2), 4.0))
     ax = fig.subplots()
     image = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
     ax.set_xlabel("unit")
@@ -169,14 +205,14 @@ def most_active_units(
 
 
 def embedding_scatter(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     method: str = "pca",
     *,
     seed: int = 0,
     max_points: int | None = 5000,
-    projection_kwargs: dict | None = None,
-):
+    projection_kwargs: dict[str, Any] | None = None,
+) -> Figure:
     """2-D projection of embeddings, coloured by label (their Figure 5).
 
     Args:
@@ -204,6 +240,7 @@ def embedding_scatter(
         Romanov & Rumshisky, "Forced to Learn", 2017, Figure 5.
     """
     check_choice("method", method, ("pca", "tsne"))
+    seed = check_seed("seed", seed)
     h, y = _embeddings_and_labels(embeddings, labels, min_samples=2)
     if h.shape[1] < 2:
         raise ValueError(
@@ -229,7 +266,7 @@ def embedding_scatter(
         # t-SNE needs perplexity < N; keep its default 30 where possible.
         extra.setdefault("perplexity", float(min(30.0, max(1.0, (h.shape[0] - 1) / 3))))
         points = TSNE(n_components=2, random_state=seed, **extra).fit_transform(h)
-    fig = _new_figure(figsize=(5.5, 5.0))
+    fig = new_figure(figsize=(5.5, 5.0))
     ax = fig.subplots()
     classes = np.unique(y)
     for c in classes:
@@ -244,8 +281,8 @@ def embedding_scatter(
 
 
 def write_projector(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     log_dir: str | os.PathLike,
     *,
     tensor_name: str = "embedding",
@@ -308,14 +345,14 @@ def write_projector(
 
 
 def scores_by_n_clusters(
-    embeddings_by_model: Mapping[str, np.ndarray],
-    labels,
+    embeddings_by_model: Mapping[str, ArrayLike],
+    labels: ArrayLike,
     n_clusters: Iterable[int] = range(2, 21),
     *,
     score: str = "ami",
     seed: int = 0,
-    **kmeans_kwargs,
-):
+    **kmeans_kwargs: Any,
+) -> Figure:
     """A clustering score against the number of KMeans clusters (Figure 6).
 
     For each model and each ``k`` in ``n_clusters``, runs
@@ -347,6 +384,7 @@ def scores_by_n_clusters(
         Romanov & Rumshisky, "Forced to Learn", 2017, Figure 6.
     """
     check_choice("score", score, ("ami", "nmi", "ari", "acc"))
+    seed = check_seed("seed", seed)
     if not isinstance(embeddings_by_model, Mapping) or not embeddings_by_model:
         raise ValueError(
             "Invalid value for argument embeddings_by_model: expected a "
@@ -359,7 +397,7 @@ def scores_by_n_clusters(
             "Invalid value for argument n_clusters: expected at least one "
             "cluster count. Received: an empty sequence"
         )
-    fig = _new_figure(figsize=(6.0, 4.0))
+    fig = new_figure(figsize=(6.0, 4.0))
     ax = fig.subplots()
     for name, embeddings in embeddings_by_model.items():
         values = [
@@ -380,7 +418,9 @@ def scores_by_n_clusters(
     return fig
 
 
-def covariance_image(h, *, title: str | None = None, log_spectrum: bool = False):
+def covariance_image(
+    h: ArrayLike, *, title: str | None = None, log_spectrum: bool = False
+) -> Figure:
     """A layer's covariance matrix and its sorted variance spectrum.
 
     Kågebäck & Mogren's Figures 4 and 5: under L_Sigma the covariance
@@ -408,10 +448,10 @@ def covariance_image(h, *, title: str | None = None, log_spectrum: bool = False)
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,
         Figures 4-5.
     """
-    h = scores._inputs._matrix("h", h, min_samples=2)
+    h = _matrix("h", h, min_samples=2)
     c = scores.disentanglement._covariance(h)
     variances = np.sort(np.diag(c))[::-1]
-    fig = _new_figure(figsize=(9.0, 4.0))
+    fig = new_figure(figsize=(9.0, 4.0))
     ax_cov, ax_spec = fig.subplots(1, 2)
     limit = float(np.abs(c).max()) or 1.0
     image = ax_cov.imshow(

@@ -7,7 +7,6 @@ import warnings
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_disentangle.callbacks import ClusteringScores, DisentanglementScores
 from keras_disentangle.scores import (
@@ -52,21 +51,26 @@ def test_clustering_scores_reach_history_and_a_later_csv_logger(tmp_path):
     scores = ClusteringScores((x, labels), layer="hidden")
     csv_path = tmp_path / "log.csv"
     history = _fit(model, x, [scores, keras.callbacks.CSVLogger(str(csv_path))])
-    for key in ("val_ami", "val_nmi", "val_ari", "val_acc"):
+    for key in (
+        "val_cluster_ami",
+        "val_cluster_nmi",
+        "val_cluster_ari",
+        "val_cluster_acc",
+    ):
         assert len(history.history[key]) == 2
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
-    logged = [float(r["val_ami"]) for r in rows]
-    assert logged == pytest.approx(history.history["val_ami"])
+    logged = [float(r["val_cluster_ami"]) for r in rows]
+    assert logged == pytest.approx(history.history["val_cluster_ami"])
     # The last logged value is the score of the trained model's hidden layer,
     # recomputed independently.
     hidden = keras.Model(model.inputs, model.get_layer("hidden").output)
     # The callback's default KMeans: n_init=3, seed 0.
     expected = cluster_scores(hidden.predict(x, verbose=0), labels, n_init=3)
     for key, value in expected.items():
-        assert history.history[f"val_{key}"][-1] == pytest.approx(value)
-        assert scores.scores[f"val_{key}"] == pytest.approx(value)
+        assert history.history[f"val_cluster_{key}"][-1] == pytest.approx(value)
+        assert scores.scores[f"val_cluster_{key}"] == pytest.approx(value)
     assert sorted(scores.scores_by_epoch) == [0, 1]
 
 
@@ -77,9 +81,9 @@ def test_a_csv_logger_before_the_scores_misses_them(tmp_path):
     csv_path = tmp_path / "log.csv"
     before = [keras.callbacks.CSVLogger(str(csv_path)), ClusteringScores((x, labels))]
     history = _fit(_model(), x, before, epochs=1)
-    assert "val_ami" in history.history  # the History comes last
+    assert "val_cluster_ami" in history.history  # the History comes last
     with open(csv_path) as f:
-        assert "val_ami" not in next(csv.DictReader(f))
+        assert "val_cluster_ami" not in next(csv.DictReader(f))
 
 
 def test_kmeans_settings_and_threads():
@@ -92,7 +96,8 @@ def test_kmeans_settings_and_threads():
         expected = cluster_scores(
             out, labels, seed=callback.seed, n_init=callback.kmeans_kwargs["n_init"]
         )
-        assert callback.evaluate(model) == pytest.approx(expected)
+        got = callback.evaluate(model)
+        assert got == pytest.approx({f"cluster_{k}": v for k, v in expected.items()})
     with pytest.raises(ValueError, match="argument threads"):
         ClusteringScores((x, labels), threads=0)
     with pytest.raises(ValueError, match="argument kmeans_kwargs"):
@@ -101,11 +106,11 @@ def test_kmeans_settings_and_threads():
 
 def test_early_stopping_sees_the_score():
     x, labels = _data()
-    stopper = keras.callbacks.EarlyStopping("val_ami", mode="max", patience=100)
+    stopper = keras.callbacks.EarlyStopping("val_cluster_ami", mode="max", patience=100)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _fit(_model(), x, [ClusteringScores((x, labels), layer="hidden"), stopper])
-    assert not [w for w in caught if "val_ami" in str(w.message)]
+    assert not [w for w in caught if "val_cluster_ami" in str(w.message)]
     assert np.isfinite(stopper.best)
 
 
@@ -115,10 +120,11 @@ def test_layer_by_object_and_model_output_and_prefix():
     by_object = ClusteringScores((x, labels), layer=model.get_layer("hidden"))
     output = ClusteringScores((x, labels), prefix="out_", n_clusters=2)
     history = _fit(model, x, [by_object, output], epochs=1)
-    assert "out_ami" in history.history and "val_ami" in history.history
+    assert "out_cluster_ami" in history.history
+    assert "val_cluster_ami" in history.history
     out = model.predict(x, verbose=0)
     expected = cluster_scores(out, labels, n_clusters=2, n_init=3)
-    assert history.history["out_acc"][-1] == pytest.approx(expected["acc"])
+    assert history.history["out_cluster_acc"][-1] == pytest.approx(expected["acc"])
 
 
 def test_every_scores_only_every_nth_epoch():
@@ -126,11 +132,14 @@ def test_every_scores_only_every_nth_epoch():
     scores = ClusteringScores((x, labels), layer="hidden", every=2)
     history = _fit(_model(), x, [scores], epochs=4)
     assert sorted(scores.scores_by_epoch) == [1, 3]
-    assert len(history.history["val_ami"]) == 2
+    assert len(history.history["val_cluster_ami"]) == 2
     assert len(history.history["loss"]) == 4
 
 
+@pytest.mark.backends("tensorflow", reason="tf.data input")
 def test_dataset_input_gives_the_same_scores_as_arrays():
+    import tensorflow as tf
+
     x, labels = _data()
     model = _model()
     _fit(model, x, [], epochs=1)
@@ -149,14 +158,19 @@ def test_dataset_input_gives_the_same_scores_as_arrays():
     np.testing.assert_allclose(emb, ref_emb[order], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("use_dataset", [False, True])
-def test_deepcopy_shares_data_and_forgets_the_model(use_dataset):
-    x, labels = _data()
-    data = (
-        tf.data.Dataset.from_tensor_slices((x, labels)).batch(40)
-        if use_dataset
-        else (x, labels)
-    )
+def test_deepcopy_shares_data_and_forgets_the_model():
+    _check_deepcopy(_data())
+
+
+@pytest.mark.backends("tensorflow", reason="tf.data input")
+def test_deepcopy_shares_a_dataset():
+    import tensorflow as tf
+
+    _check_deepcopy(tf.data.Dataset.from_tensor_slices(_data()).batch(40))
+
+
+def _check_deepcopy(data):
+    x, _ = _data()
     original = ClusteringScores(data, layer="hidden", kmeans_kwargs={"n_init": 2})
     _fit(_model(), x, [original], epochs=1)
     clone = copy.deepcopy(original)
@@ -165,7 +179,7 @@ def test_deepcopy_shares_data_and_forgets_the_model(use_dataset):
     assert clone.kmeans_kwargs == {"n_init": 2}
     assert clone.kmeans_kwargs is not original.kmeans_kwargs
     history = _fit(_model(), x, [clone], epochs=1)
-    assert "val_ami" in history.history
+    assert "val_cluster_ami" in history.history
     # A list of callbacks, as keras-tuner copies them.
     copies = copy.deepcopy([original, DisentanglementScores(data)])
     assert copies[1]._data is data
@@ -188,7 +202,7 @@ def test_subclassed_model_inner_layer_raises_a_clear_error():
         _fit(net, x, [ClusteringScores((x, labels), layer="hidden")], epochs=1)
     # The model output is fine for a subclassed model.
     history = _fit(net, x, [ClusteringScores((x, labels))], epochs=1)
-    assert "val_ami" in history.history
+    assert "val_cluster_ami" in history.history
 
 
 def test_unknown_layer_and_multi_output_model_raise():
@@ -242,7 +256,19 @@ def test_disentanglement_scores_match_the_metrics(tmp_path, capsys):
     with open(csv_path) as f:
         assert "val_ud95" in next(csv.DictReader(f))
     assert "DisentanglementScores val_mapc" in capsys.readouterr().out
-    # A dataset of (x, y) batches works too, and so does one of x batches.
+
+
+@pytest.mark.backends("tensorflow", reason="tf.data input")
+def test_disentanglement_scores_of_datasets():
+    import tensorflow as tf
+
+    x, labels = _data()
+    model = _model()
+    _fit(model, x, [], epochs=1)
+    h = keras.Model(model.inputs, model.get_layer("hidden").output).predict(
+        x, verbose=0
+    )
+    # A dataset of (x, y) batches works, and so does one of x batches.
     dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(50)
     from_dataset = DisentanglementScores(dataset, layer="hidden", fraction=0.95)
     assert from_dataset.evaluate(model)["cvr"] == pytest.approx(cvr(h))
@@ -265,12 +291,21 @@ def test_rank_3_layer_output_is_flattened():
 def test_one_hot_labels_give_the_same_scores_as_integers():
     x, labels = _data()
     model = _model()
-    one_hot = np.eye(3)[labels]
     plain = ClusteringScores((x, labels), layer="hidden").evaluate(model)
-    from_tuple = ClusteringScores((x, one_hot), layer="hidden").evaluate(model)
-    dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).batch(32)
+    for form in (np.eye(3)[labels], labels[:, None], labels.astype("float32")):
+        got = ClusteringScores((x, form), layer="hidden").evaluate(model)
+        assert got == pytest.approx(plain)
+
+
+@pytest.mark.backends("tensorflow", reason="tf.data input")
+def test_one_hot_labels_of_a_dataset():
+    import tensorflow as tf
+
+    x, labels = _data()
+    model = _model()
+    plain = ClusteringScores((x, labels), layer="hidden").evaluate(model)
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.eye(3)[labels])).batch(32)
     from_dataset = ClusteringScores(dataset, layer="hidden").evaluate(model)
-    assert from_tuple == pytest.approx(plain)
     assert from_dataset == pytest.approx(plain)
 
 
@@ -280,7 +315,7 @@ def test_list_data_is_an_array_not_an_x_labels_pair():
     assert set(scores) == {"mapc", "cvr", "ud90"}
 
 
-@pytest.mark.parametrize("seed", [None, 1.5, -1])
+@pytest.mark.parametrize("seed", [1.5, -1, True])
 def test_bad_seed_names_the_argument(seed):
     x, labels = _data()
     with pytest.raises(ValueError, match="argument seed"):
@@ -291,3 +326,149 @@ def test_reserved_kmeans_kwargs_name_the_argument():
     x, labels = _data()
     with pytest.raises(ValueError, match="kmeans_kwargs"):
         ClusteringScores((x, labels), kmeans_kwargs={"n_clusters": 4})
+
+
+# ------------------------------------------- issue 10: keys, layer, predict
+
+
+def test_keras_val_acc_is_not_overwritten_by_the_clustering_accuracy():
+    # Issue 10 item 3: with metrics=["acc"], History's val_acc was the
+    # clustering accuracy. Keras's own value must reach the History.
+    x, labels = _data()
+    y = (labels == 0).astype("float32")[:, None]
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, activation="tanh", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid")(hidden))
+    model.compile("sgd", "binary_crossentropy", metrics=["acc"])
+    scores = ClusteringScores((x, labels), layer="hidden")
+    history = model.fit(
+        x,
+        y,
+        validation_data=(x, y),
+        epochs=1,
+        verbose=0,
+        callbacks=[scores],
+    )
+    keras_acc = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert history.history["val_acc"][-1] == pytest.approx(keras_acc["acc"])
+    assert history.history["val_cluster_acc"][-1] == pytest.approx(
+        scores.scores["val_cluster_acc"]
+    )
+    assert scores.log_keys == [
+        "val_cluster_ami",
+        "val_cluster_nmi",
+        "val_cluster_ari",
+        "val_cluster_acc",
+    ]
+
+
+class _Writes(keras.callbacks.Callback):
+    def __init__(self, key):
+        super().__init__()
+        self.key = key
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[self.key] = -1.0
+
+
+@pytest.mark.parametrize(
+    "make, key",
+    [
+        (lambda d: ClusteringScores(d), "val_cluster_ami"),
+        (lambda d: DisentanglementScores(d[0]), "val_mapc"),
+    ],
+)
+def test_a_key_already_in_logs_raises_naming_it(make, key):
+    x, labels = _data()
+    with pytest.raises(ValueError, match=f"overwrite.*{key}"):
+        _fit(_model(), x, [_Writes(key), make((x, labels))], epochs=1)
+    # Two scoring callbacks with the same prefix collide too; another prefix
+    # is the way out.
+    with pytest.raises(ValueError, match=key):
+        _fit(_model(), x, [make((x, labels)), make((x, labels))], epochs=1)
+
+
+class _CountBatches(keras.callbacks.Callback):
+    batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        type(self).batches += 1
+
+
+@pytest.mark.parametrize("cls", [ClusteringScores, DisentanglementScores])
+def test_misspelt_layer_raises_before_the_first_batch(cls):
+    # Issue 10 item 10: the name was checked only after the first epoch.
+    x, labels = _data()
+    _CountBatches.batches = 0
+    with pytest.raises(ValueError, match="hiddn"):
+        _fit(_model(), x, [_CountBatches(), cls((x, labels), layer="hiddn")], 1)
+    assert _CountBatches.batches == 0
+
+
+def test_multi_output_model_without_layer_raises_before_the_first_batch():
+    x, labels = _data()
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, [keras.layers.Dense(2)(inputs)] * 2)
+    model.compile("sgd", ["mse", "mse"])
+    _CountBatches.batches = 0
+    with pytest.raises(ValueError, match="several outputs"):
+        model.fit(
+            x,
+            [np.zeros((120, 2))] * 2,
+            epochs=1,
+            verbose=0,
+            callbacks=[_CountBatches(), ClusteringScores((x, labels))],
+        )
+    assert _CountBatches.batches == 0
+
+
+class _PredictsClusterIds(keras.Model):
+    """A model whose ``predict`` is not its ``predict_on_batch`` (as IMSAT's
+    used to be): the callbacks must score what ``predict`` returns."""
+
+    def __init__(self):
+        super().__init__(name="predicts_cluster_ids")
+        self.dense = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.dense(x)
+
+    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+        probs = super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
+        return np.eye(3)[np.argmax(probs, axis=1)]
+
+
+def test_model_output_is_what_predict_returns():
+    x, labels = _data()
+    model = _PredictsClusterIds()
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((120, 3)), epochs=1, verbose=0)
+    embeddings, _ = ClusteringScores((x, labels)).embed(model)
+    np.testing.assert_array_equal(embeddings, model.predict(x, verbose=0))
+
+
+@pytest.mark.backends("tensorflow", reason="tf.data input")
+def test_model_output_is_what_predict_returns_for_a_dataset_too():
+    import tensorflow as tf
+
+    x, labels = _data()
+    model = _PredictsClusterIds()
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((120, 3)), epochs=1, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(32)
+    from_dataset, _ = ClusteringScores(dataset).embed(model)
+    np.testing.assert_array_equal(from_dataset, model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (lambda y: y.astype(float) + 0.5, "fractions"),
+        (lambda y: np.where(y == 0, np.nan, y), "NaN"),
+        (lambda y: None, "argument data"),
+    ],
+)
+def test_bad_labels_raise_at_construction_naming_data(labels, message):
+    x, y = _data()
+    with pytest.raises(ValueError, match=f"argument data.*{message}|{message}"):
+        ClusteringScores((x, labels(y)))

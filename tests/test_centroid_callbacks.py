@@ -7,6 +7,7 @@ import pathlib
 import keras
 import numpy as np
 import pytest
+from helpers import numpy
 
 from keras_disentangle.callbacks import CentroidReinit, CentroidWeightRamp
 from keras_disentangle.layers import LatentCentroids
@@ -47,7 +48,7 @@ def test_ramp_sets_the_variable_each_epoch_and_logs_it():
     history = _run(model, [CentroidWeightRamp(delay=1, epochs=2)], x, epochs=4)
     # end=None: ramps to the layer's initial weight
     assert history.history["centroid_weight"] == [0.0, 2.0, 4.0, 4.0]
-    assert float(model.get_layer("lc").weight.numpy()) == 4.0
+    assert float(numpy(model.get_layer("lc").weight)) == 4.0
 
 
 def test_ramp_changes_the_loss_that_fit_sees():
@@ -73,7 +74,7 @@ def test_reinit_sample_is_class_balanced_and_made_of_latents():
     y = np.repeat([0, 1, 2], 10)
     model = _identity_model(n_clusters=7)  # ceil(7/3) = 3 picks per class
     _run(model, [CentroidReinit((x, y), seed=0)], x)
-    c = keras.ops.convert_to_numpy(model.get_layer("lc").centroids)
+    c = numpy(model.get_layer("lc").centroids)
     rows = [int(np.flatnonzero(np.all(x == row, axis=1))[0]) for row in c]
     assert [y[r] for r in rows] == [0, 1, 2, 0, 1, 2, 0]  # round robin over classes
     assert len(set(rows)) == 7  # distinct samples
@@ -85,7 +86,7 @@ def test_reinit_mean_gives_class_means_and_accepts_one_hot():
     y = np.arange(40) % 4
     model = _identity_model(n_clusters=4)
     _run(model, [CentroidReinit((x, np.eye(4)[y]), method="mean")], x)
-    c = keras.ops.convert_to_numpy(model.get_layer("lc").centroids)
+    c = numpy(model.get_layer("lc").centroids)
     expected = np.stack([x[y == k].mean(axis=0) for k in range(4)])
     np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-6)
 
@@ -98,7 +99,7 @@ def test_reinit_on_feature_map_uses_one_position_per_image():
     model = keras.Model(inputs, LatentCentroids(4, name="lc")(inputs))
     model.compile(keras.optimizers.SGD(0.0), loss="mse")
     model.fit(x, x, epochs=1, verbose=0, callbacks=[CentroidReinit((x, y), seed=1)])
-    c = keras.ops.convert_to_numpy(model.get_layer("lc").centroids)
+    c = numpy(model.get_layer("lc").centroids)
     vectors = x.reshape(-1, 2)
     for row in c:
         assert np.any(np.all(np.isclose(vectors, row), axis=1))
@@ -134,7 +135,7 @@ def test_callbacks_survive_deepcopy_and_work_on_a_new_model():
     # A new model (as keras-tuner builds per trial): the layer is found by name.
     second = _identity_model(n_clusters=2, name="a")
     _run(second, [ramp_copy, reinit_copy], x)
-    assert float(second.get_layer("a").weight.numpy()) == 1.0
+    assert float(numpy(second.get_layer("a").weight)) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -151,12 +152,51 @@ def test_callbacks_survive_deepcopy_and_work_on_a_new_model():
         (lambda d: CentroidWeightRamp(epochs=0), "epochs"),
         (lambda d: CentroidWeightRamp(delay=-1), "delay"),
         (lambda d: CentroidWeightRamp(schedule=0.5), "schedule"),
+        (lambda d: CentroidWeightRamp(log_name=""), "log_name"),
+        (lambda d: CentroidReinit(d, seed=-1), "seed"),
+        (lambda d: CentroidReinit(d, seed=1.0), "seed"),
+        (lambda d: CentroidReinit((d[0], d[1] + 0.5)), "data"),
+        (lambda d: CentroidReinit((d[0], np.where(d[1], np.nan, 0))), "data"),
+        (lambda d: CentroidReinit((d[0], None)), "data"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(make, name):
     data = (np.zeros((6, 3), "float32"), np.arange(6) % 2)
     with pytest.raises(ValueError, match=f"argument {name}"):
         make(data)
+
+
+class _CountBatches(keras.callbacks.Callback):
+    batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        type(self).batches += 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: CentroidWeightRamp("misspelt"),
+        lambda d: CentroidReinit(d, layer="misspelt"),
+    ],
+)
+def test_misspelt_layer_raises_before_the_first_batch(make):
+    x = np.zeros((6, 3), "float32")
+    _CountBatches.batches = 0
+    with pytest.raises(ValueError, match="misspelt"):
+        _run(_identity_model(), [_CountBatches(), make((x, np.arange(6) % 2))], x)
+    assert _CountBatches.batches == 0
+
+
+def test_reinit_of_a_layer_of_a_nested_model_raises_clearly():
+    inner_in = keras.Input((3,))
+    inner = keras.Model(inner_in, LatentCentroids(2, name="lc")(inner_in))
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, inner(inputs))
+    model.compile("sgd", "mse")
+    x = np.zeros((4, 3), "float32")
+    with pytest.raises(ValueError, match="not connected to the inputs"):
+        _run(model, [CentroidReinit((x, np.arange(4) % 2))], x)
 
 
 def test_layer_resolution_errors():

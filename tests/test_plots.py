@@ -162,3 +162,42 @@ def test_covariance_image(tmp_path):
     _png_ok(plots.covariance_image(np.ones((4, 3))), tmp_path, "constant")
     with pytest.raises(ValueError, match="at least 2 samples"):
         plots.covariance_image(np.ones((1, 3)))
+
+
+def test_new_figure_is_a_constrained_figure_outside_pyplot():
+    fig = plots.new_figure(figsize=(3.0, 2.0))
+    assert isinstance(fig, Figure)
+    assert tuple(fig.get_size_inches()) == (3.0, 2.0)
+    assert type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (lambda y: np.where(y == 0, np.nan, y), "argument labels.*NaN"),
+        (lambda y: y + 0.5, "argument labels.*fractions"),
+        (lambda y: None, "argument labels"),
+    ],
+)
+def test_bad_labels_name_the_argument_in_every_plot(labels, message, tmp_path):
+    h, y = _data(n=30)
+    bad = labels(y.astype(float))
+    for draw in (
+        lambda: plots.most_active_units(h, labels=bad),
+        lambda: plots.embedding_scatter(h, bad),
+        lambda: plots.write_projector(h, bad, tmp_path),
+        lambda: plots.scores_by_n_clusters({"a": h}, bad, n_clusters=[2]),
+    ):
+        with pytest.raises(ValueError, match=message):
+            draw()
+
+
+def test_one_hot_labels_count_like_integers_and_bad_seeds_raise():
+    h, y = _data()
+    _, counts = plots.most_active_unit_counts(h, y)
+    _, from_one_hot = plots.most_active_unit_counts(h, np.eye(3)[y])
+    np.testing.assert_array_equal(from_one_hot, counts)
+    with pytest.raises(ValueError, match="argument seed"):
+        plots.embedding_scatter(h, y, seed=-1)
+    with pytest.raises(ValueError, match="argument seed"):
+        plots.scores_by_n_clusters({"a": h}, y, n_clusters=[2], seed=1.5)

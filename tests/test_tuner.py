@@ -1,4 +1,4 @@
-"""keras-tuner end to end: ClusteringScores' val_ami as the search objective."""
+"""keras-tuner end to end: ClusteringScores' val_cluster_ami as the search objective."""
 
 import csv
 import importlib.util
@@ -27,10 +27,10 @@ _LOGGED = []
 
 class _Recorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        _LOGGED.append(logs["val_ami"])
+        _LOGGED.append(logs["val_cluster_ami"])
 
 
-def test_random_search_objective_is_the_best_logged_val_ami(tmp_path):
+def test_random_search_objective_is_the_best_logged_val_cluster_ami(tmp_path):
     from keras_disentangle.datasets import digits
 
     example = _load_example()
@@ -53,15 +53,15 @@ def test_random_search_objective_is_the_best_logged_val_ami(tmp_path):
     assert len(margins) == 2  # two different penalties were tried
     assert len(_LOGGED) == 4  # 2 trials x 2 epochs
     with open(csv_path) as f:
-        csv_ami = [float(row["val_ami"]) for row in csv.DictReader(f)]
+        csv_ami = [float(row["val_cluster_ami"]) for row in csv.DictReader(f)]
     assert csv_ami == pytest.approx(_LOGGED)
 
     best = tuner.oracle.get_best_trials(1)[0]
     assert best.score == pytest.approx(max(_LOGGED))
     # Trials run one after the other: each one's score is the best of the two
-    # val_ami it logged, and that is what keras-tuner recorded for it.
+    # val_cluster_ami it logged, and that is what keras-tuner recorded for it.
     ordered = sorted(trials, key=lambda t: int(t.trial_id))
     for i, trial in enumerate(ordered):
         assert trial.score == pytest.approx(max(_LOGGED[2 * i : 2 * i + 2]))
-        recorded = [o.mean() for o in trial.metrics.get_history("val_ami")]
+        recorded = [o.mean() for o in trial.metrics.get_history("val_cluster_ami")]
         assert trial.score == pytest.approx(max(recorded))

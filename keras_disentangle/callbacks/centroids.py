@@ -11,14 +11,18 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 
+from keras_disentangle._submodel import layer_model
 from keras_disentangle._validation import (
     check_choice,
     check_non_negative,
     check_positive_int,
+    check_seed,
+    label_vector,
 )
 
 __all__ = ["CentroidWeightRamp", "CentroidReinit"]
@@ -71,9 +75,9 @@ class _CentroidCallback(keras.callbacks.Callback):
     """Shared set-up: layer resolution and a deepcopy that skips Keras state."""
 
     # Attributes that hold Keras objects of one training run.
-    _RUN_STATE = ("_model", "_resolved")
+    _RUN_STATE: tuple[str, ...] = ("_model", "_resolved")
 
-    def __init__(self, layer):
+    def __init__(self, layer: str | keras.layers.Layer | None) -> None:
         super().__init__()
         if layer is not None and not isinstance(layer, (str, keras.layers.Layer)):
             raise ValueError(
@@ -81,9 +85,10 @@ class _CentroidCallback(keras.callbacks.Callback):
                 f"layer, its name or None. Received: layer={layer!r}"
             )
         self.layer = layer
-        self._resolved = None
+        self._resolved: Any = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Finds the layer (a misspelt name raises before the first epoch)."""
         self._resolved = _find_layer(self.model, self.layer)
 
     def __deepcopy__(self, memo):
@@ -137,7 +142,7 @@ class CentroidWeightRamp(_CentroidCallback):
 
     def __init__(
         self,
-        layer=None,
+        layer: str | keras.layers.Layer | None = None,
         schedule: Callable[[int], float] | None = None,
         *,
         start: float = 0.0,
@@ -145,7 +150,7 @@ class CentroidWeightRamp(_CentroidCallback):
         epochs: int = 1,
         delay: int = 0,
         log_name: str = "centroid_weight",
-    ):
+    ) -> None:
         super().__init__(layer)
         if schedule is not None and not callable(schedule):
             raise ValueError(
@@ -157,6 +162,11 @@ class CentroidWeightRamp(_CentroidCallback):
         self.end = None if end is None else check_non_negative("end", end)
         self.epochs = check_positive_int("epochs", epochs)
         self.delay = check_positive_int("delay", delay, minimum=0)
+        if not isinstance(log_name, str) or not log_name:
+            raise ValueError(
+                "Invalid value for argument log_name: expected a non-empty "
+                f"string. Received: log_name={log_name!r}"
+            )
         self.log_name = log_name
 
     def value(self, epoch: int) -> float:
@@ -176,12 +186,12 @@ class CentroidWeightRamp(_CentroidCallback):
         fraction = min(1.0, (epoch - self.delay + 1) / self.epochs)
         return self.start + (end - self.start) * fraction
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self._resolved is None:
             self._resolved = _find_layer(self.model, self.layer)
         self._resolved.weight.assign(self.value(epoch))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None and self._resolved is not None:
             logs[self.log_name] = float(
                 keras.ops.convert_to_numpy(self._resolved.weight)
@@ -205,8 +215,8 @@ class CentroidReinit(_CentroidCallback):
       means.
 
     Args:
-        data: ``(x, y)`` labelled samples; ``y`` integer labels ``(N,)`` or
-            one-hot ``(N, k)``.
+        data: ``(x, y)`` labelled samples; ``y`` labels ``(N,)``, ``(N, 1)``
+            or one-hot ``(N, k)`` (NaN or fractional labels raise).
         layer: the ``LatentCentroids`` layer, its name, or None for the model's
             only one. It must be reachable from the model's inputs (a layer of
             the model's own functional graph).
@@ -214,7 +224,8 @@ class CentroidReinit(_CentroidCallback):
             integer >= 1.
         method: ``"sample"`` or ``"mean"``.
         batch_size: batch size of the forward pass.
-        seed: seed of the NumPy generator that picks samples and positions.
+        seed: seed of the NumPy generator that picks samples and positions,
+            an integer >= 0 or None.
 
     Example:
 
@@ -229,17 +240,17 @@ class CentroidReinit(_CentroidCallback):
         https://github.com/skarakulak/CLR_SSL (utils.py).
     """
 
-    _RUN_STATE = ("_model", "_resolved", "_extractor")
+    _RUN_STATE: tuple[str, ...] = ("_model", "_resolved", "_extractor")
 
     def __init__(
         self,
-        data,
-        layer=None,
+        data: tuple[Any, Any],
+        layer: str | keras.layers.Layer | None = None,
         epochs: int = 1,
         method: str = "sample",
         batch_size: int = 256,
         seed: int | None = None,
-    ):
+    ) -> None:
         super().__init__(layer)
         if not isinstance(data, (list, tuple)) or len(data) != 2:
             raise ValueError(
@@ -247,10 +258,7 @@ class CentroidReinit(_CentroidCallback):
                 f"labelled samples. Received: data of type {type(data).__name__}"
             )
         x, y = data
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] > 1:
-            y = np.argmax(y, axis=1)
-        y = y.reshape(-1)
+        y = label_vector("data", y)
         n_x = len(x) if not isinstance(x, dict) else len(next(iter(x.values())))
         if n_x != len(y) or len(y) == 0:
             raise ValueError(
@@ -262,24 +270,15 @@ class CentroidReinit(_CentroidCallback):
         self.epochs = check_positive_int("epochs", epochs)
         self.method = check_choice("method", method, ("sample", "mean"))
         self.batch_size = check_positive_int("batch_size", batch_size)
-        if seed is not None:
-            check_positive_int("seed", seed, minimum=0)
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
         self._rng = np.random.default_rng(seed)
-        self._extractor = None
+        self._extractor: Any = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
-        try:
-            self._extractor = keras.Model(self.model.inputs, self._resolved.output)
-        except Exception as error:  # noqa: BLE001 - re-raised with context
-            raise ValueError(
-                f"CentroidReinit cannot reach layer {self._resolved.name!r} from "
-                "the model's inputs: use it with a functional model that calls "
-                "the LatentCentroids layer in its own graph."
-            ) from error
+        self._extractor = layer_model(self.model, self._resolved, "CentroidReinit")
 
-    def _latents(self):
+    def _latents(self) -> np.ndarray:
         z = keras.ops.convert_to_numpy(
             self._extractor.predict(self.x, batch_size=self.batch_size, verbose=0)
         )
@@ -311,7 +310,7 @@ class CentroidReinit(_CentroidCallback):
         rows = [picks[j % len(classes)][j // len(classes)] for j in range(n_clusters)]
         return np.stack(rows).astype("float32")
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if epoch >= self.epochs:
             return
         if self._extractor is None:

@@ -1,26 +1,33 @@
 """Callbacks that score a representation at the end of an epoch into ``logs``.
 
-``ClusteringScores`` writes ``val_ami``, ``val_nmi``, ``val_ari``, ``val_acc``
-(KMeans on the embeddings, ``keras_disentangle.scores.cluster_scores``);
-``DisentanglementScores`` writes ``val_mapc``, ``val_cvr``, ``val_ud90``
-(``keras_disentangle.metrics``). The values go into the ``logs`` dict that
-Keras hands to every callback, as ``LearningRateScheduler`` writes
-``logs["learning_rate"]``, so EarlyStopping, ModelCheckpoint, CSVLogger,
-TensorBoard, the History and keras-tuner see them.
+``ClusteringScores`` writes ``val_cluster_ami``, ``val_cluster_nmi``,
+``val_cluster_ari`` and ``val_cluster_acc`` (KMeans on the embeddings,
+``keras_disentangle.scores.cluster_scores``); ``DisentanglementScores``
+writes ``val_mapc``, ``val_cvr``, ``val_ud90`` (``keras_disentangle.scores``).
+The values go into the ``logs`` dict that Keras hands to every callback, as
+``LearningRateScheduler`` writes ``logs["learning_rate"]``, so EarlyStopping,
+ModelCheckpoint, CSVLogger, TensorBoard, the History and keras-tuner see them.
+
+A score never replaces a value that Keras or another callback wrote: the
+clustering keys carry ``cluster_`` so that they cannot be mistaken for
+Keras's own ``val_acc`` (the validation accuracy of ``metrics=["acc"]``), and
+a key that is already in ``logs`` when the callback writes raises a
+``ValueError`` that names it (choose another ``prefix``).
 
 Ordering: Keras passes ONE ``logs`` dict to the callbacks in list order, so a
 callback sees a score only if it comes AFTER the scoring callback in the
 ``callbacks`` list. Put these callbacks first:
 ``callbacks=[ClusteringScores(...), keras.callbacks.CSVLogger(...),
-keras.callbacks.EarlyStopping("val_ami", mode="max")]``. The History and the
-progress bar are appended by Keras after the user's callbacks, and keras-tuner
-appends its own after them too, so those always see the scores.
+keras.callbacks.EarlyStopping("val_cluster_ami", mode="max")]``. The History
+and the progress bar are appended by Keras after the user's callbacks, and
+keras-tuner appends its own after them too, so those always see the scores.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 import keras
 import numpy as np
@@ -30,6 +37,8 @@ from keras_disentangle._validation import (
     check_fraction,
     check_no_reserved_keys,
     check_positive_int,
+    check_seed,
+    label_vector,
 )
 from keras_disentangle.scores import (
     cluster_scores,
@@ -51,12 +60,12 @@ _RESET = ("_model", "_embedder", "_embedder_source")
 _CALLBACK_N_INIT = 3
 
 
-def _is_dataset(data) -> bool:
+def _is_dataset(data: Any) -> bool:
     """Duck-typed ``tf.data.Dataset`` (no TensorFlow import needed)."""
     return hasattr(data, "element_spec") and hasattr(data, "as_numpy_iterator")
 
 
-def _to_numpy(output, name):
+def _to_numpy(output: Any, name: str) -> np.ndarray:
     if isinstance(output, (list, tuple, dict)):
         raise ValueError(
             f"Model {name!r} has several outputs; pass layer= to choose the "
@@ -65,17 +74,11 @@ def _to_numpy(output, name):
     return np.asarray(keras.ops.convert_to_numpy(output))
 
 
-def _label_vector(y_batch) -> np.ndarray:
-    """Integer labels: ``(N,)``, ``(N, 1)`` or one-hot ``(N, C)``."""
-    y = np.asarray(y_batch)
-    if y.ndim == 2 and y.shape[1] > 1:
-        return y.argmax(axis=1)
-    if y.ndim not in (1, 2):
-        raise ValueError(
-            "Invalid value for argument data: expected labels of shape (N,), "
-            f"(N, 1) or one-hot (N, C). Received: labels.shape={y.shape}"
-        )
-    return y.reshape(-1)
+def _concatenate(parts: list) -> Any:
+    """Concatenates a list of batches (arrays or nests of arrays) on axis 0."""
+    return keras.tree.map_structure(
+        lambda *leaves: np.concatenate(leaves, axis=0), *parts
+    )
 
 
 class _ScoresCallback(keras.callbacks.Callback):
@@ -85,13 +88,13 @@ class _ScoresCallback(keras.callbacks.Callback):
 
     def __init__(
         self,
-        data,
-        layer=None,
+        data: Any,
+        layer: str | keras.layers.Layer | None = None,
         every: int = 1,
         prefix: str = "val_",
         verbose: int = 0,
         batch_size: int = 256,
-    ):
+    ) -> None:
         super().__init__()
         self._data = data
         self._x, self._labels = self._check_data(data)
@@ -117,12 +120,12 @@ class _ScoresCallback(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ data
 
-    def _check_data(self, data):
+    def _check_data(self, data: Any) -> tuple[Any, np.ndarray | None]:
         if _is_dataset(data):
             return None, None
         if isinstance(data, tuple) and len(data) == 2:
             x, labels = data
-            labels = _label_vector(labels)
+            labels = label_vector("data", labels)
             n = (
                 len(x)
                 if isinstance(x, (np.ndarray, list)) or hasattr(x, "shape")
@@ -177,14 +180,21 @@ class _ScoresCallback(keras.callbacks.Callback):
 
     # ------------------------------------------------------------- embedding
 
-    def _embedder_for(self, model):
+    def _embedder_for(self, model: keras.Model) -> keras.Model:
         if self._embedder is None or self._embedder_source is not model:
             self._embedder = layer_model(model, self.layer, type(self).__name__)
             self._embedder_source = model
         return self._embedder
 
-    def embed(self, model=None):
+    def embed(
+        self, model: keras.Model | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Embeddings ``(N, F)`` of the data and their labels (or None).
+
+        The embeddings are what ``predict`` returns: the model's own output
+        for ``layer=None``, the layer's output otherwise, whether the data
+        are arrays or a ``tf.data.Dataset`` (read once, in its order, then
+        predicted in batches of ``batch_size``).
 
         Args:
             model: the model to embed with; defaults to the model being
@@ -202,49 +212,90 @@ class _ScoresCallback(keras.callbacks.Callback):
             )
         embedder = self._embedder_for(model)
         if self._x is not None or not _is_dataset(self._data):
-            out = embedder.predict(self._x, batch_size=self.batch_size, verbose=0)
-            embeddings = _to_numpy(out, embedder.name)
-            labels = self._labels
+            x, labels = self._x, self._labels
         else:
-            parts, label_parts = [], []
-            for element in self._data.as_numpy_iterator():
-                if not isinstance(element, (tuple, list)) or len(element) < 2:
-                    if self._needs_labels:
-                        raise ValueError(
-                            "Invalid value for argument data: expected a "
-                            "tf.data.Dataset of (x, y) batches. Received "
-                            f"elements of type {type(element).__name__}"
-                        )
-                    x_batch, y_batch = element, None
-                else:
-                    x_batch, y_batch = element[0], element[1]
-                out = embedder.predict_on_batch(x_batch)
-                parts.append(_to_numpy(out, embedder.name))
-                if y_batch is not None:
-                    label_parts.append(_label_vector(y_batch))
-            if not parts:
-                raise ValueError("Invalid value for argument data: empty dataset.")
-            embeddings = np.concatenate(parts, axis=0)
-            labels = np.concatenate(label_parts) if label_parts else None
+            x, labels = self._read_dataset()
+        out = embedder.predict(x, batch_size=self.batch_size, verbose=0)
+        embeddings = _to_numpy(out, embedder.name)
         embeddings = embeddings.reshape(embeddings.shape[0], -1)
         return embeddings, labels
 
+    def _read_dataset(self) -> tuple[Any, np.ndarray | None]:
+        """One pass over the dataset: the inputs and labels, in one order."""
+        x_parts, y_parts = [], []
+        for element in self._data.as_numpy_iterator():
+            if isinstance(element, (tuple, list)) and len(element) >= 2:
+                x_parts.append(element[0])
+                y_parts.append(element[1])
+            elif self._needs_labels:
+                raise ValueError(
+                    "Invalid value for argument data: expected a "
+                    "tf.data.Dataset of (x, y) batches. Received "
+                    f"elements of type {type(element).__name__}"
+                )
+            elif isinstance(element, (tuple, list)):
+                x_parts.append(element[0])
+            else:
+                x_parts.append(element)
+        if not x_parts:
+            raise ValueError("Invalid value for argument data: empty dataset.")
+        labels = (
+            label_vector("data", np.concatenate(y_parts, axis=0)) if y_parts else None
+        )
+        return _concatenate(x_parts), labels
+
     # ----------------------------------------------------------------- hooks
 
-    def compute_scores(self, embeddings, labels) -> dict[str, float]:
+    def compute_scores(
+        self, embeddings: np.ndarray, labels: np.ndarray | None
+    ) -> dict[str, float]:
+        """The scores of ``embeddings``, keyed by their names without prefix."""
         raise NotImplementedError
 
-    def evaluate(self, model=None) -> dict[str, float]:
-        """Scores of the model now, without the prefix (e.g. ``{"ami": ...}``)."""
+    def score_names(self) -> list[str]:
+        """The names of the scores, without the prefix."""
+        raise NotImplementedError
+
+    @property
+    def log_keys(self) -> list[str]:
+        """The keys this callback writes into ``logs``."""
+        return [f"{self.prefix}{name}" for name in self.score_names()]
+
+    def evaluate(self, model: keras.Model | None = None) -> dict[str, float]:
+        """Scores of the model now, without the prefix (``{"cluster_ami": ...}``)."""
         embeddings, labels = self.embed(model)
         return self.compute_scores(embeddings, labels)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Checks ``layer`` (and builds the sub-model) before any epoch runs."""
+        if self.layer is None:
+            try:
+                outputs = self.model.outputs  # Functional and Sequential
+            except (AttributeError, ValueError):  # subclassed: read at predict
+                outputs = None
+            if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
+                raise ValueError(
+                    f"Model {self.model.name!r} has several outputs; pass layer= "
+                    f"to {type(self).__name__} to choose the embedding to score."
+                )
+        self._embedder_for(self.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if (epoch + 1) % self.every != 0:
             return
         start = time.perf_counter()
         scores = self.evaluate()
         named = {f"{self.prefix}{k}": v for k, v in scores.items()}
+        if logs is not None:
+            taken = sorted(set(named) & set(logs))
+            if taken:
+                raise ValueError(
+                    f"{type(self).__name__} would overwrite {taken} in logs: "
+                    "Keras (a compiled loss or metric) or an earlier callback "
+                    "wrote that key. Pass another prefix= (e.g. prefix="
+                    f"'{self.prefix}{type(self).__name__.lower()}_'). Received: "
+                    f"prefix={self.prefix!r}"
+                )
         self.scores = named
         self.scores_by_epoch[epoch] = named
         if logs is not None:
@@ -262,10 +313,18 @@ class ClusteringScores(_ScoresCallback):
 
     At the end of every ``every``-th epoch (epochs ``every, 2 every, ...``
     counted from 1, as ``validation_freq`` in ``fit``), embeds ``data`` at
-    ``layer``, runs KMeans and writes ``{prefix}ami``, ``{prefix}nmi``,
-    ``{prefix}ari`` and ``{prefix}acc`` into ``logs``
-    (``keras_disentangle.scores.cluster_scores``). The scores are also kept
-    in ``self.scores`` (the latest) and ``self.scores_by_epoch``.
+    ``layer`` with ``predict``, runs KMeans and writes
+    ``{prefix}cluster_ami``, ``{prefix}cluster_nmi``, ``{prefix}cluster_ari``
+    and ``{prefix}cluster_acc`` into ``logs``
+    (``keras_disentangle.scores.cluster_scores``; ``val_cluster_ami`` and so
+    on with the default prefix). The scores are also kept in ``self.scores``
+    (the latest) and ``self.scores_by_epoch``.
+
+    The keys never replace a value Keras or another callback wrote: before
+    0.2 they were ``val_ami``, ..., ``val_acc``, and ``val_acc`` overwrote
+    Keras's own validation accuracy of ``metrics=["acc"]``. A key that is
+    already in ``logs`` raises a ``ValueError`` naming it. ``layer`` is
+    checked when training begins, before the first epoch.
 
     Put it BEFORE the callbacks that read the scores (CSVLogger,
     EarlyStopping, ModelCheckpoint, TensorBoard) in the ``callbacks`` list:
@@ -284,16 +343,20 @@ class ClusteringScores(_ScoresCallback):
         data: ``(x, labels)`` (NumPy arrays, or anything ``model.predict``
             accepts for ``x``), or a finite ``tf.data.Dataset`` yielding
             ``(x, y)`` batches (read once per scoring, so a shuffled dataset
-            is fine).
+            is fine; its inputs are held in memory while they are
+            predicted). Labels: ``(N,)``, ``(N, 1)`` or one-hot ``(N, C)``,
+            integers or strings; NaN or fractional labels raise.
         layer: the layer to score, by name or object; ``None`` scores the
-            model's output. An inner layer needs a Functional or Sequential
-            model.
+            model's output as ``model.predict`` returns it (the same for
+            arrays and datasets). An inner layer needs a Functional or
+            Sequential model.
         n_clusters: KMeans clusters; defaults to the number of classes.
         every: score every ``every`` epochs.
         prefix: prefix of the keys written into ``logs``.
         verbose: 1 prints the scores and their time each scored epoch.
         batch_size: batch size of the embedding pass (tuple data).
-        seed: ``random_state`` of KMeans; the scores are deterministic.
+        seed: ``random_state`` of KMeans, an integer >= 0 (the scores are
+            then deterministic) or None.
         kmeans_kwargs: arguments of ``sklearn.cluster.KMeans``; the callback
             uses ``n_init=3`` unless given here (``{"n_init": 10}`` gives
             exactly the values of ``cluster_scores``' defaults).
@@ -317,7 +380,7 @@ class ClusteringScores(_ScoresCallback):
         >>> history = model.fit(x, np.zeros((40, 3)), epochs=1, verbose=0,
         ...                     callbacks=[ClusteringScores((x, y))])
         >>> sorted(k for k in history.history if k.startswith("val_"))
-        ['val_acc', 'val_ami', 'val_ari', 'val_nmi']
+        ['val_cluster_acc', 'val_cluster_ami', 'val_cluster_ari', 'val_cluster_nmi']
 
     References:
         Romanov & Rumshisky, "Forced to Learn: Discovering Disentangled
@@ -326,17 +389,17 @@ class ClusteringScores(_ScoresCallback):
 
     def __init__(
         self,
-        data,
-        layer=None,
+        data: Any,
+        layer: str | keras.layers.Layer | None = None,
         n_clusters: int | None = None,
         every: int = 1,
         prefix: str = "val_",
         verbose: int = 0,
         batch_size: int = 256,
-        seed: int = 0,
-        kmeans_kwargs: dict | None = None,
+        seed: int | None = 0,
+        kmeans_kwargs: dict[str, Any] | None = None,
         threads: int | None = 1,
-    ):
+    ) -> None:
         super().__init__(
             data,
             layer=layer,
@@ -348,7 +411,7 @@ class ClusteringScores(_ScoresCallback):
         if n_clusters is not None:
             n_clusters = check_positive_int("n_clusters", n_clusters)
         self.n_clusters = n_clusters
-        self.seed = check_positive_int("seed", seed, minimum=0)
+        self.seed = check_seed("seed", seed)
         if kmeans_kwargs is not None and not isinstance(kmeans_kwargs, dict):
             raise ValueError(
                 "Invalid value for argument kmeans_kwargs: expected a dict or "
@@ -364,8 +427,18 @@ class ClusteringScores(_ScoresCallback):
             threads = check_positive_int("threads", threads)
         self.threads = threads
 
-    def compute_scores(self, embeddings, labels) -> dict[str, float]:
-        return cluster_scores(
+    def score_names(self) -> list[str]:
+        return [f"cluster_{k}" for k in ("ami", "nmi", "ari", "acc")]
+
+    def compute_scores(
+        self, embeddings: np.ndarray, labels: np.ndarray | None
+    ) -> dict[str, float]:
+        if labels is None:
+            raise ValueError(
+                "Invalid value for argument labels: ClusteringScores scores "
+                "embeddings against class labels. Received: labels=None"
+            )
+        scores = cluster_scores(
             embeddings,
             labels,
             n_clusters=self.n_clusters,
@@ -373,6 +446,7 @@ class ClusteringScores(_ScoresCallback):
             threads=self.threads,
             **self.kmeans_kwargs,
         )
+        return {f"cluster_{k}": v for k, v in scores.items()}
 
 
 class DisentanglementScores(_ScoresCallback):
@@ -384,8 +458,10 @@ class DisentanglementScores(_ScoresCallback):
     variance ratio, ``cvr``) and ``{prefix}ud90`` (utilized
     dimensions, ``utilized_dimensions``; the key follows
     ``fraction``, e.g. ``ud95`` for 0.95). Lower MAPC and CVR are more
-    disentangled. The ordering, ``every`` and deep-copy notes of
-    ``ClusteringScores`` hold here too.
+    disentangled. No Keras loss or metric has these names; a key already in
+    ``logs`` raises a ``ValueError`` naming it all the same. The ordering,
+    ``every``, ``layer`` check and deep-copy notes of ``ClusteringScores``
+    hold here too.
 
     Args:
         data: ``(x, labels)`` (labels unused), an array ``x``, or a finite
@@ -419,15 +495,15 @@ class DisentanglementScores(_ScoresCallback):
 
     def __init__(
         self,
-        data,
-        layer=None,
+        data: Any,
+        layer: str | keras.layers.Layer | None = None,
         every: int = 1,
         prefix: str = "val_",
         verbose: int = 0,
         batch_size: int = 256,
         min_variance_fraction: float = 0.0,
         fraction: float = 0.9,
-    ):
+    ) -> None:
         super().__init__(
             data,
             layer=layer,
@@ -441,8 +517,13 @@ class DisentanglementScores(_ScoresCallback):
         )
         self.fraction = check_fraction("fraction", fraction)
 
-    def compute_scores(self, embeddings, labels) -> dict[str, float]:
-        ud_key = f"ud{round(self.fraction * 100):d}"
+    def score_names(self) -> list[str]:
+        return ["mapc", "cvr", f"ud{round(self.fraction * 100):d}"]
+
+    def compute_scores(
+        self, embeddings: np.ndarray, labels: np.ndarray | None
+    ) -> dict[str, float]:
+        ud_key = self.score_names()[2]
         return {
             "mapc": mapc(embeddings, min_variance_fraction=self.min_variance_fraction),
             "cvr": cvr(embeddings),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from keras_disentangle import penalties
@@ -9,6 +11,7 @@ from keras_disentangle._validation import (
     check_choice,
     check_non_negative,
     check_positive_int,
+    check_seed,
 )
 
 
@@ -28,6 +31,11 @@ class LatentCentroids(keras.layers.Layer):
     sample of the batch, labelled or not; with a classification loss weighted
     by ``sample_weight`` (0 for unlabelled samples) this is the semi-supervised
     method of Karakulak et al.
+
+    The penalty is a per-sample mean, so under a ``tf.distribute`` strategy
+    Keras's per-replica scaling makes one step equal the one-device step on
+    the global batch (equal slices); a replica whose slice is empty adds 0,
+    never NaN. Under JAX's ``DataParallel`` the global batch is used as is.
 
     On a feature map of rank > 2 the penalty uses the channel vector at one
     random position per image (``D`` = channels), as the reference code does;
@@ -77,10 +85,10 @@ class LatentCentroids(keras.layers.Layer):
         n_clusters: int,
         weight: float = 1.0,
         data_format: str | None = None,
-        centroids_initializer=None,
+        centroids_initializer: Any = None,
         seed: int | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.n_clusters = check_positive_int("n_clusters", n_clusters)
         self.initial_weight = check_non_negative("weight", weight)
@@ -89,9 +97,7 @@ class LatentCentroids(keras.layers.Layer):
         self.data_format = check_choice(
             "data_format", data_format, ("channels_last", "channels_first")
         )
-        if seed is not None:
-            check_positive_int("seed", seed, minimum=0)
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
         if centroids_initializer is None:
             centroids_initializer = keras.initializers.RandomNormal(
                 mean=0.0, stddev=1.0, seed=seed
@@ -108,7 +114,7 @@ class LatentCentroids(keras.layers.Layer):
         )
         self.supports_masking = True
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         if len(input_shape) < 2:
             raise ValueError(
                 "LatentCentroids expects inputs of rank >= 2 with samples on the "
@@ -132,24 +138,32 @@ class LatentCentroids(keras.layers.Layer):
             name="centroids",
         )
 
-    def latents(self, inputs):
+    def latents(self, inputs: Any) -> Any:
         """The ``(N, D)`` vectors the penalty sees (a random position per image)."""
         return penalties.random_location(
             inputs, seed=self.seed_generator, data_format=self.data_format
         )
 
-    def call(self, inputs):
-        distance = penalties.min_centroid_distance(self.latents(inputs), self.centroids)
+    def call(self, inputs: Any) -> Any:
+        latents = self.latents(inputs)
+        distance = penalties.min_centroid_distance(latents, self.centroids)
+        # An empty batch (a replica's share of the last partial global batch
+        # under tf.distribute) has no sample to pull: its penalty is 0, not
+        # the NaN of a mean over nothing.
+        count = keras.ops.shape(latents)[0]
+        distance = keras.ops.where(
+            keras.ops.greater(count, 0), distance, keras.ops.zeros_like(distance)
+        )
         self.add_loss(keras.ops.cast(self.weight, distance.dtype) * distance)
         return inputs
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         return mask
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {

@@ -12,11 +12,14 @@ the values into ``logs``.
   ``cluster_scores`` (KMeans, then AMI, NMI, ARI and accuracy),
   ``linear_probe_accuracy``.
 - ``scores.disentanglement`` (Kågebäck & Mogren): ``mapc``, ``cvr``, ``tdv``,
-  ``utilized_dimensions``.
+  ``utilized_dimensions``, ``active_unit_mask`` / ``active_units`` (the
+  variance-share rule of ``mapc``).
 - ``scores.hashing`` (IMSAT's evaluation of binary codes):
   ``hamming_ranking_map``, ``precision_at_k``, ``precision_within_radius``.
 
-Inputs are checked: a wrong rank, lengths that disagree, too few samples or
+Labels follow the package's one label rule (``(N,)``, ``(N, 1)``, one-hot
+``(N, C)``, integers or strings; NaN, fractions and None raise). Inputs are
+checked: a wrong rank, lengths that disagree, too few samples or
 non-finite values raise a ``ValueError`` naming the argument. A degenerate
 but valid representation (a constant unit, a collapsed layer, one cluster)
 gives a defined value documented in each function, never a NaN.
@@ -28,6 +31,8 @@ from keras_disentangle.scores.clustering import (
     linear_probe_accuracy,
 )
 from keras_disentangle.scores.disentanglement import (
+    active_unit_mask,
+    active_units,
     cvr,
     mapc,
     tdv,
@@ -47,6 +52,8 @@ __all__ = [
     "cvr",
     "tdv",
     "utilized_dimensions",
+    "active_unit_mask",
+    "active_units",
     "hamming_ranking_map",
     "precision_at_k",
     "precision_within_radius",

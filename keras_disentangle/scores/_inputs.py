@@ -1,29 +1,13 @@
-"""Input checks shared by the scores: labels, feature matrices, binary codes.
+"""Input checks shared by the scores: feature matrices, binary codes, lengths.
 
-Each raises a ``ValueError`` naming the argument, in Keras's words.
+Each raises a ``ValueError`` naming the argument, in Keras's words. Labels
+go through ``keras_disentangle._validation.label_vector``, the package's one
+label rule.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def _labels(name: str, value, min_samples: int = 1) -> np.ndarray:
-    """A 1-D label array (any hashable dtype)."""
-    arr = np.asarray(value)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(
-            f"Invalid shape for argument {name}: expected a 1-D array of labels "
-            f"(N,). Received: {name}.shape={arr.shape}"
-        )
-    if arr.shape[0] < min_samples:
-        raise ValueError(
-            f"Invalid shape for argument {name}: expected at least {min_samples} "
-            f"sample(s). Received: {name}.shape={arr.shape}"
-        )
-    return arr
 
 
 def _same_length(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:

@@ -7,14 +7,19 @@ Pure NumPy / scikit-learn: inputs are arrays, outputs Python floats.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_disentangle._validation import (
     check_no_reserved_keys,
     check_positive,
     check_positive_int,
+    check_seed,
+    label_vector,
 )
-from keras_disentangle.scores._inputs import _labels, _matrix, _same_length
+from keras_disentangle.scores._inputs import _matrix, _same_length
 
 __all__ = ["clustering_accuracy", "cluster_scores", "linear_probe_accuracy"]
 
@@ -22,20 +27,21 @@ __all__ = ["clustering_accuracy", "cluster_scores", "linear_probe_accuracy"]
 _DEFAULT_N_INIT = 10
 
 
-def clustering_accuracy(y_true, y_pred) -> float:
+def clustering_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Unsupervised clustering accuracy under the best cluster-to-class map.
 
     ``acc = max_m (1/N) sum_n [y_true_n == m(y_pred_n)]`` over one-to-one maps
     ``m`` from clusters to classes, found by the Hungarian method on the
-    contingency table (``scipy.optimize.linear_sum_assignment``). With more
+    contingency table (scikit-learn's ``contingency_matrix``, then
+    ``scipy.optimize.linear_sum_assignment``). With more
     clusters than classes, each class takes at most one cluster and the
     samples of the unmatched clusters count as errors. Labels may be any
     values (ints, strings); only their equality matters, so permuting cluster
     ids leaves the accuracy unchanged.
 
     Args:
-        y_true: class labels, shape ``(N,)``.
-        y_pred: cluster ids, shape ``(N,)``.
+        y_true: class labels ``(N,)``, ``(N, 1)`` or one-hot ``(N, C)``.
+        y_pred: cluster ids, in the same forms.
 
     Returns:
         A float in ``[0, 1]``.
@@ -50,25 +56,23 @@ def clustering_accuracy(y_true, y_pred) -> float:
         Analysis", 2016 (the ACC of deep clustering papers).
     """
     from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics.cluster import contingency_matrix
 
-    y_true = _labels("y_true", y_true)
-    y_pred = _labels("y_pred", y_pred)
+    y_true = label_vector("y_true", y_true)
+    y_pred = label_vector("y_pred", y_pred)
     _same_length("y_true", y_true, "y_pred", y_pred)
-    _, t = np.unique(y_true, return_inverse=True)
-    _, p = np.unique(y_pred, return_inverse=True)
-    table = np.zeros((p.max() + 1, t.max() + 1), dtype=np.int64)
-    np.add.at(table, (p.ravel(), t.ravel()), 1)
+    table = contingency_matrix(y_true, y_pred)  # (classes, clusters)
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum() / y_true.shape[0])
 
 
 def cluster_scores(
-    embeddings,
-    labels,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     n_clusters: int | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
     threads: int | None = 1,
-    **kmeans_kwargs,
+    **kmeans_kwargs: Any,
 ) -> dict[str, float]:
     """KMeans on a representation, scored against the class labels.
 
@@ -89,10 +93,13 @@ def cluster_scores(
 
     Args:
         embeddings: array ``(N, ...)``, N >= 2, finite.
-        labels: class labels ``(N,)``.
+        labels: class labels ``(N,)``, ``(N, 1)`` or one-hot ``(N, C)``
+            (integers, whole floats or strings; NaN, fractions and None
+            raise a ``ValueError`` naming ``labels``).
         n_clusters: number of KMeans clusters, between 1 and N; defaults to
             the number of distinct labels.
-        seed: ``random_state`` of KMeans.
+        seed: ``random_state`` of KMeans, an integer >= 0; None draws a
+            fresh one (then the result is not reproducible).
         threads: OpenMP/BLAS threads of the KMeans (set with
             ``threadpoolctl``), 1 by default; None leaves scikit-learn's
             default, all cores. One thread is plenty for tens of thousands
@@ -128,7 +135,8 @@ def cluster_scores(
     )
 
     x = _matrix("embeddings", embeddings, min_samples=2)
-    y = _labels("labels", labels)
+    y = label_vector("labels", labels)
+    seed = check_seed("seed", seed)
     _same_length("embeddings", x, "labels", y)
     if n_clusters is None:
         n_clusters = int(np.unique(y).shape[0])
@@ -174,7 +182,11 @@ def cluster_scores(
     return scores
 
 
-def linear_probe_accuracy(train, test, C: float = 1.0) -> float:
+def linear_probe_accuracy(
+    train: tuple[ArrayLike, ArrayLike],
+    test: tuple[ArrayLike, ArrayLike],
+    C: float = 1.0,
+) -> float:
     """Test accuracy of a linear classifier on frozen features.
 
     The standard score of self-supervised encoders (Deep InfoMax, AET): a
@@ -205,7 +217,8 @@ def linear_probe_accuracy(train, test, C: float = 1.0) -> float:
     (f_train, y_train), (f_test, y_test) = train, test
     f_train = _matrix("train features", f_train, min_samples=2)
     f_test = _matrix("test features", f_test, min_samples=1)
-    y_train, y_test = _labels("train labels", y_train), _labels("test labels", y_test)
+    y_train = label_vector("train labels", y_train)
+    y_test = label_vector("test labels", y_test)
     _same_length("train features", f_train, "train labels", y_train)
     _same_length("test features", f_test, "test labels", y_test)
     if f_train.shape[1] != f_test.shape[1]:

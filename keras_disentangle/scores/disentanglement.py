@@ -8,11 +8,19 @@ layer) gives a defined value documented in each function, never a NaN.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_disentangle._validation import check_fraction, check_positive_int
 from keras_disentangle.scores._inputs import _matrix
 
-__all__ = ["mapc", "cvr", "tdv", "utilized_dimensions"]
+__all__ = [
+    "mapc",
+    "cvr",
+    "tdv",
+    "utilized_dimensions",
+    "active_unit_mask",
+    "active_units",
+]
 
 
 def _covariance(h: np.ndarray) -> np.ndarray:
@@ -36,14 +44,85 @@ def _variances(h: np.ndarray) -> np.ndarray:
     return var
 
 
-def mapc(h, min_variance_fraction: float = 0.0) -> float:
+def _active(var: np.ndarray, min_variance_fraction: float) -> np.ndarray:
+    """``var > 0`` and ``var >= min_variance_fraction * sum(var)``."""
+    keep = var > 0
+    if min_variance_fraction > 0:
+        keep &= var >= min_variance_fraction * var.sum()
+    return keep
+
+
+def active_unit_mask(h: ArrayLike, min_variance_fraction: float = 0.01) -> np.ndarray:
+    """Boolean mask of the units that hold a share of the layer's variance.
+
+    With ``v_i`` the sample variance (``1/(N-1)``) of unit ``i``, unit ``i``
+    is active when
+
+    ``v_i > 0  and  v_i >= min_variance_fraction * sum_k v_k``.
+
+    A constant unit (exactly one value over the samples) is never active; a
+    representation with zero total variance has no active unit. This is the
+    one variance-share rule of the package: ``mapc`` leaves out the inactive
+    units and ``active_units`` counts the active ones.
+
+    Args:
+        h: activations ``(N, p)`` (further axes are flattened), N >= 2.
+        min_variance_fraction: in ``[0, 1]``; 0 keeps every unit with
+            non-zero variance.
+
+    Returns:
+        A boolean array ``(p,)``.
+
+    Example:
+
+        >>> import numpy as np
+        >>> h = np.array([[0.0, 0.5, 1.0], [1.0, 0.5, 1.0], [0.0, 0.51, 0.0]])
+        >>> active_unit_mask(h).tolist()
+        [True, False, True]
+
+    References:
+        Kågebäck & Mogren, "Disentangled activations in deep networks", 2018
+        (units switched off by L_Sigma).
+    """
+    h = _matrix("h", h, min_samples=2)
+    min_variance_fraction = check_fraction(
+        "min_variance_fraction", min_variance_fraction, inclusive_zero=True
+    )
+    return _active(_variances(h), min_variance_fraction)
+
+
+def active_units(h: ArrayLike, min_variance_fraction: float = 0.01) -> int:
+    """The number of active units: ``active_unit_mask(h, ...).sum()``.
+
+    Args:
+        h: activations ``(N, p)`` (further axes are flattened), N >= 2.
+        min_variance_fraction: in ``[0, 1]``, the share of the total variance
+            a unit must hold (1% by default).
+
+    Returns:
+        An int in ``[0, p]``.
+
+    Example:
+
+        >>> import numpy as np
+        >>> active_units(np.array([[0.0, 0.5, 1.0], [1.0, 0.5, 1.0], [0.0, 0.51, 0.0]]))
+        2
+
+    References:
+        Kågebäck & Mogren, "Disentangled activations in deep networks", 2018.
+    """
+    return int(active_unit_mask(h, min_variance_fraction).sum())
+
+
+def mapc(h: ArrayLike, min_variance_fraction: float = 0.0) -> float:
     """Mean absolute Pearson correlation between the units of a representation.
 
     With ``C`` the sample covariance (``1/(N-1)``) of ``h`` ``(N, p)``:
 
     ``MAPC = 2/(q^2 - q) sum_{i<j} |C_ij| / sqrt(C_ii C_jj)``
 
-    over the ``q`` units kept. Units with zero variance (constant over the
+    over the ``q`` units kept: those of ``active_unit_mask(h,
+    min_variance_fraction)``. Units with zero variance (constant over the
     samples) are always left out: their correlation is undefined. With
     ``min_variance_fraction > 0``, units whose variance is below that fraction
     of the total variance are left out too: a penalty such as L_Sigma switches
@@ -75,10 +154,7 @@ def mapc(h, min_variance_fraction: float = 0.0) -> float:
     min_variance_fraction = check_fraction(
         "min_variance_fraction", min_variance_fraction, inclusive_zero=True
     )
-    var = _variances(h)
-    keep = var > 0
-    if min_variance_fraction > 0:
-        keep &= var >= min_variance_fraction * var.sum()
+    keep = _active(_variances(h), min_variance_fraction)
     if keep.sum() < 2:
         return 0.0
     c = _covariance(h[:, keep])
@@ -88,7 +164,7 @@ def mapc(h, min_variance_fraction: float = 0.0) -> float:
     return float(np.clip(corr[upper].mean(), 0.0, 1.0))
 
 
-def cvr(h) -> float:
+def cvr(h: ArrayLike) -> float:
     """Covariance-to-variance ratio: ``‖C‖_1 / tr(C)``.
 
     ``C`` is the sample covariance (``1/(N-1)``) of ``h`` ``(N, p)`` and
@@ -133,7 +209,7 @@ def cvr(h) -> float:
     return float(max(np.abs(c).sum() / trace, 1.0))
 
 
-def tdv(h, d: int) -> float:
+def tdv(h: ArrayLike, d: int) -> float:
     """Share of the total variance held by the ``d`` units of largest variance.
 
     ``TDV_d = sum_{k<=d} v_(k) / sum_k v_k`` with ``v`` the diagonal of the
@@ -172,7 +248,7 @@ def tdv(h, d: int) -> float:
     return float(min(var[:d].sum() / total, 1.0))
 
 
-def utilized_dimensions(h, fraction: float = 0.9) -> int:
+def utilized_dimensions(h: ArrayLike, fraction: float = 0.9) -> int:
     """UD: the fewest units, by decreasing variance, holding ``fraction`` of it.
 
     ``UD = min { d : sum_{k<=d} v_(k) >= fraction * sum_k v_k }`` with ``v``

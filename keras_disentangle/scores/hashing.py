@@ -8,9 +8,10 @@ Pure NumPy: codes are ``{0, 1}`` matrices ``(N, bits)``.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from keras_disentangle._validation import check_positive_int
-from keras_disentangle.scores._inputs import _codes, _labels, _same_length
+from keras_disentangle._validation import check_positive_int, label_vector
+from keras_disentangle.scores._inputs import _codes, _same_length
 
 __all__ = ["hamming_ranking_map", "precision_at_k", "precision_within_radius"]
 
@@ -26,8 +27,8 @@ def _retrieval_inputs(query_codes, query_labels, db_codes, db_labels):
             "Invalid arguments query_codes and db_codes: expected the same "
             f"number of bits. Received: {q.shape[1]} and {d.shape[1]}"
         )
-    ql = _labels("query_labels", query_labels)
-    dl = _labels("db_labels", db_labels)
+    ql = label_vector("query_labels", query_labels)
+    dl = label_vector("db_labels", db_labels)
     _same_length("query_codes", q, "query_labels", ql)
     _same_length("db_codes", d, "db_labels", dl)
     return q, ql, d, dl
@@ -44,7 +45,12 @@ def _hamming_chunks(q, d):
         yield start, np.rint(dist).astype(np.int32)
 
 
-def hamming_ranking_map(query_codes, query_labels, db_codes, db_labels) -> float:
+def hamming_ranking_map(
+    query_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_codes: ArrayLike,
+    db_labels: ArrayLike,
+) -> float:
     """Mean average precision of Hamming ranking over the whole database.
 
     For each query, the database is sorted by Hamming distance to the query
@@ -95,7 +101,11 @@ def hamming_ranking_map(query_codes, query_labels, db_codes, db_labels) -> float
 
 
 def precision_at_k(
-    query_codes, query_labels, db_codes, db_labels, k: int = 500
+    query_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_codes: ArrayLike,
+    db_labels: ArrayLike,
+    k: int = 500,
 ) -> float:
     """Mean precision of the ``k`` nearest database items in Hamming distance.
 
@@ -135,7 +145,11 @@ def precision_at_k(
 
 
 def precision_within_radius(
-    query_codes, query_labels, db_codes, db_labels, radius: int = 2
+    query_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_codes: ArrayLike,
+    db_labels: ArrayLike,
+    radius: int = 2,
 ) -> float:
     """Mean precision of the database items within a Hamming radius.
 
