@@ -7,6 +7,7 @@ saved to ``.keras`` load back with ``keras.saving.load_model``.
 
 import importlib
 import importlib.metadata
+import types
 
 from keras_disentangle import (
     callbacks,  # noqa: F401
@@ -29,7 +30,7 @@ except importlib.metadata.PackageNotFoundError:  # a checkout that is not instal
 _LAZY = ("plots", "datasets", "experiments", "metrics")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> types.ModuleType:
     if name in _LAZY:
         return importlib.import_module(f"keras_disentangle.{name}")
     raise AttributeError(f"module 'keras_disentangle' has no attribute {name!r}")

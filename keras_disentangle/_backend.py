@@ -42,11 +42,11 @@ def value_and_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
 
     Example:
 
-    >>> import keras
-    >>> value, grad = value_and_gradient(
-    ...     lambda x: keras.ops.sum(x**2), keras.ops.array([1.0, 2.0]))
-    >>> keras.ops.convert_to_numpy(grad).tolist()
-    [2.0, 4.0]
+        >>> import keras
+        >>> value, grad = value_and_gradient(
+        ...     lambda x: keras.ops.sum(x**2), keras.ops.array([1.0, 2.0]))
+        >>> keras.ops.convert_to_numpy(grad).tolist()
+        [2.0, 4.0]
     """
     backend = backend_name()
     if backend == "tensorflow":

@@ -111,8 +111,8 @@ def check_seed(name: str, value: Any, *, allow_generator: bool = False) -> Any:
 
     Example:
 
-    >>> check_seed("seed", 3), check_seed("seed", None)
-    (3, None)
+        >>> check_seed("seed", 3), check_seed("seed", None)
+        (3, None)
     """
     if value is None or (
         not isinstance(value, bool)
@@ -149,10 +149,10 @@ def label_vector(
 
     Example:
 
-    >>> label_vector("labels", [[0, 1], [1, 0]]).tolist()
-    [1, 0]
-    >>> label_vector("labels", [[2.0], [0.0]]).tolist()
-    [2, 0]
+        >>> label_vector("labels", [[0, 1], [1, 0]]).tolist()
+        [1, 0]
+        >>> label_vector("labels", [[2.0], [0.0]]).tolist()
+        [2, 0]
     """
     del unlabelled  # kept as is: callers mask it out
     if value is None:

@@ -299,11 +299,11 @@ def random_projection(
 
     Example:
 
-    >>> data = random_projection(n=100, dim=6, seed=0)
-    >>> data.x.shape, data.factors.shape, data.matrix.shape
-    ((100, 6), (100, 4), (4, 6))
-    >>> int(np.linalg.matrix_rank(data.x))
-    4
+        >>> data = random_projection(n=100, dim=6, seed=0)
+        >>> data.x.shape, data.factors.shape, data.matrix.shape
+        ((100, 6), (100, 4), (4, 6))
+        >>> int(np.linalg.matrix_rank(data.x))
+        4
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,
@@ -340,9 +340,9 @@ def xor() -> tuple:
 
     Example:
 
-    >>> x, y = xor()
-    >>> x.tolist(), y.tolist()
-    ([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], [0.0, 1.0, 1.0, 0.0])
+        >>> x, y = xor()
+        >>> x.tolist(), y.tolist()
+        ([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], [0.0, 1.0, 1.0, 0.0])
     """
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype="float32")
     y = np.array([0, 1, 1, 0], dtype="float32")
@@ -366,8 +366,8 @@ def binary_groups(
 
     Example:
 
-    >>> binary_groups([0, 4, 5, 9]).tolist()
-    [0, 0, 1, 1]
+        >>> binary_groups([0, 4, 5, 9]).tolist()
+        [0, 0, 1, 1]
 
     References:
         Romanov & Rumshisky, "Forced to learn: discovering disentangled
@@ -416,9 +416,9 @@ def to_dataset(
 
     Example:
 
-    >>> x, y = xor()
-    >>> [tuple(b.shape) for b, _ in to_dataset(x, y, batch_size=3)]
-    [(3, 2), (1, 2)]
+        >>> x, y = xor()
+        >>> [tuple(b.shape) for b, _ in to_dataset(x, y, batch_size=3)]
+        [(3, 2), (1, 2)]
     """
     import tensorflow as tf
 
@@ -477,9 +477,9 @@ def sample_image_patches(
 
     Example:
 
-    >>> splits = sample_image_patches()
-    >>> [x.shape for x, _ in splits]
-    [(2100, 32, 32, 3), (450, 32, 32, 3), (450, 32, 32, 3)]
+        >>> splits = sample_image_patches()
+        >>> [x.shape for x, _ in splits]
+        [(2100, 32, 32, 3), (450, 32, 32, 3), (450, 32, 32, 3)]
     """
     from sklearn.datasets import load_sample_images
 

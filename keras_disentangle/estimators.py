@@ -112,9 +112,9 @@ def jsd_lower_bound(scores):
 
     Example:
 
-    >>> import numpy as np
-    >>> round(float(jsd_lower_bound(np.zeros((3, 3)))), 6)
-    0.0
+        >>> import numpy as np
+        >>> round(float(jsd_lower_bound(np.zeros((3, 3)))), 6)
+        0.0
 
     References:
         Hjelm et al., ICLR 2019, eq. 4; Nowozin et al., f-GAN, 2016.
@@ -143,9 +143,9 @@ def dv_lower_bound(scores):
 
     Example:
 
-    >>> import numpy as np
-    >>> round(float(dv_lower_bound(np.eye(2) * np.log(3.0))), 6)
-    1.098612
+        >>> import numpy as np
+        >>> round(float(dv_lower_bound(np.eye(2) * np.log(3.0))), 6)
+        1.098612
 
     References:
         Donsker & Varadhan, 1983; Belghazi et al., MINE, ICML 2018;
@@ -179,9 +179,9 @@ def nce_lower_bound(scores):
 
     Example:
 
-    >>> import numpy as np
-    >>> round(float(nce_lower_bound(np.zeros((4, 4)))), 6)
-    0.0
+        >>> import numpy as np
+        >>> round(float(nce_lower_bound(np.zeros((4, 4)))), 6)
+        0.0
 
     References:
         van den Oord et al., CPC, 2018; Hjelm et al., ICLR 2019, eq. 5.
@@ -213,9 +213,9 @@ def mutual_information(scores, estimator: str = "jsd"):
 
     Example:
 
-    >>> import numpy as np
-    >>> round(float(mutual_information(np.zeros((2, 2)), "nce")), 6)
-    0.0
+        >>> import numpy as np
+        >>> round(float(mutual_information(np.zeros((2, 2)), "nce")), 6)
+        0.0
     """
     check_choice("estimator", estimator, ESTIMATORS)
     return _FUNCTIONS[estimator](scores)

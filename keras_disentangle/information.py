@@ -69,9 +69,9 @@ def entropy(p, axis: int = -1):
 
     Example:
 
-    >>> import numpy as np
-    >>> round(float(entropy(np.array([0.5, 0.5]))), 4)  # log 2
-    0.6931
+        >>> import numpy as np
+        >>> round(float(entropy(np.array([0.5, 0.5]))), 4)  # log 2
+        0.6931
     """
     return -ops.sum(_xlogx(_float(p)), axis=axis)
 
@@ -89,9 +89,9 @@ def conditional_entropy(p):
 
     Example:
 
-    >>> import numpy as np
-    >>> float(conditional_entropy(np.eye(3)))  # confident predictions
-    0.0
+        >>> import numpy as np
+        >>> float(conditional_entropy(np.eye(3)))  # confident predictions
+        0.0
     """
     return ops.mean(entropy(_check_2d(p, "p"), axis=-1))
 
@@ -110,9 +110,9 @@ def marginal_entropy(p):
 
     Example:
 
-    >>> import numpy as np
-    >>> round(float(marginal_entropy(np.eye(4))), 4)  # log 4
-    1.3863
+        >>> import numpy as np
+        >>> round(float(marginal_entropy(np.eye(4))), 4)  # log 4
+        1.3863
     """
     return entropy(ops.mean(_check_2d(p, "p"), axis=0))
 
@@ -130,9 +130,9 @@ def bernoulli_entropy(p):
 
     Example:
 
-    >>> import numpy as np
-    >>> [round(float(v), 4) for v in bernoulli_entropy(np.array([0.5, 1.0]))]
-    [0.6931, 0.0]
+        >>> import numpy as np
+        >>> [round(float(v), 4) for v in bernoulli_entropy(np.array([0.5, 1.0]))]
+        [0.6931, 0.0]
     """
     p = _float(p)
     return -_xlogx(p) - _xlogx(1.0 - p)
@@ -149,9 +149,9 @@ def bit_conditional_entropy(p):
 
     Example:
 
-    >>> import numpy as np
-    >>> round(float(bit_conditional_entropy(np.full((2, 3), 0.5))), 4)  # 3 log 2
-    2.0794
+        >>> import numpy as np
+        >>> round(float(bit_conditional_entropy(np.full((2, 3), 0.5))), 4)  # 3 log 2
+        2.0794
     """
     p = _check_2d(p, "p")
     return ops.mean(ops.sum(bernoulli_entropy(p), axis=-1))
@@ -168,9 +168,9 @@ def bit_marginal_entropy(p):
 
     Example:
 
-    >>> import numpy as np
-    >>> round(float(bit_marginal_entropy(np.array([[0.0, 1.0], [1.0, 1.0]]))), 4)
-    0.6931
+        >>> import numpy as np
+        >>> round(float(bit_marginal_entropy(np.array([[0.0, 1.0], [1.0, 1.0]]))), 4)
+        0.6931
     """
     p = _check_2d(p, "p")
     return ops.sum(bernoulli_entropy(ops.mean(p, axis=0)))
@@ -202,10 +202,10 @@ def bit_pair_mutual_information(p):
 
     Example:
 
-    >>> import numpy as np
-    >>> copies = np.array([[0.0, 0.0], [1.0, 1.0]])  # bit 2 repeats bit 1
-    >>> round(float(bit_pair_mutual_information(copies)), 4)  # log 2
-    0.6931
+        >>> import numpy as np
+        >>> copies = np.array([[0.0, 0.0], [1.0, 1.0]])  # bit 2 repeats bit 1
+        >>> round(float(bit_pair_mutual_information(copies)), 4)  # log 2
+        0.6931
     """
     p = _check_2d(p, "p")
     n = ops.cast(ops.shape(p)[0], p.dtype)
@@ -243,10 +243,10 @@ def categorical_kl(p, q):
 
     Example:
 
-    >>> import numpy as np
-    >>> kl = categorical_kl(np.array([[0.5, 0.5]]), np.array([[0.9, 0.1]]))
-    >>> round(float(kl[0]), 4)
-    0.5108
+        >>> import numpy as np
+        >>> kl = categorical_kl(np.array([[0.5, 0.5]]), np.array([[0.9, 0.1]]))
+        >>> round(float(kl[0]), 4)
+        0.5108
     """
     p, q = _float(p), _float(q)
     return ops.sum(p * (_log(p) - _log(q)), axis=-1)
@@ -266,10 +266,10 @@ def bernoulli_kl(p, q):
 
     Example:
 
-    >>> import numpy as np
-    >>> kl = bernoulli_kl(np.array([[0.5, 0.5]]), np.array([[0.9, 0.5]]))
-    >>> round(float(kl[0]), 4)
-    0.5108
+        >>> import numpy as np
+        >>> kl = bernoulli_kl(np.array([[0.5, 0.5]]), np.array([[0.9, 0.5]]))
+        >>> round(float(kl[0]), 4)
+        0.5108
     """
     p, q = _float(p), _float(q)
     return ops.sum(

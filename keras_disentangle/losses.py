@@ -61,15 +61,15 @@ class LabelledKLMargin(keras.losses.Loss):
 
     Example:
 
-    >>> import keras
-    >>> x = keras.Input((8,))
-    >>> h = keras.layers.Dense(15, name="fc1")(x)
-    >>> y = keras.layers.Dense(1, activation="sigmoid", name="out")(h)
-    >>> model = keras.Model(x, {"out": y, "fc1": h})
-    >>> model.compile(
-    ...     "adam",
-    ...     loss={"out": "binary_crossentropy", "fc1": LabelledKLMargin(0.5)},
-    ...     loss_weights={"out": 1.0, "fc1": 0.1})
+        >>> import keras
+        >>> x = keras.Input((8,))
+        >>> h = keras.layers.Dense(15, name="fc1")(x)
+        >>> y = keras.layers.Dense(1, activation="sigmoid", name="out")(h)
+        >>> model = keras.Model(x, {"out": y, "fc1": h})
+        >>> model.compile(
+        ...     "adam",
+        ...     loss={"out": "binary_crossentropy", "fc1": LabelledKLMargin(0.5)},
+        ...     loss_weights={"out": 1.0, "fc1": 0.1})
 
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, eq. 4.

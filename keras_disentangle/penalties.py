@@ -178,10 +178,10 @@ def pairwise_kl(logits: Tensor) -> Tensor:
 
     Example:
 
-    >>> import numpy as np
-    >>> kl = pairwise_kl(np.array([[0.0, 0.0], [0.0, 1.0]]))
-    >>> [round(float(v), 4) for v in np.asarray(kl).ravel()]
-    [0.0, 0.1201, 0.1109, 0.0]
+        >>> import numpy as np
+        >>> kl = pairwise_kl(np.array([[0.0, 0.0], [0.0, 1.0]]))
+        >>> [round(float(v), 4) for v in np.asarray(kl).ravel()]
+        [0.0, 0.1201, 0.1109, 0.0]
     """
     logits = _float(logits)
     log_s = ops.log_softmax(logits, axis=-1)
@@ -225,9 +225,9 @@ def kernel_kl_margin(kernel: Tensor, margin: float | Tensor) -> Tensor:
 
     Example:
 
-    >>> import numpy as np
-    >>> float(kernel_kl_margin(np.zeros((3, 2)), margin=1.0))  # 2 equal units
-    2.0
+        >>> import numpy as np
+        >>> float(kernel_kl_margin(np.zeros((3, 2)), margin=1.0))  # 2 equal units
+        2.0
 
     References:
         Romanov & Rumshisky, "Forced to Learn: Discovering Disentangled
@@ -388,10 +388,10 @@ def activity_kl_margin(
 
     Example:
 
-    >>> import numpy as np
-    >>> h = np.array([[10.0, 0.0], [0.0, 10.0]])
-    >>> round(float(activity_kl_margin(h, margin=1.0)), 4)  # diagonal only
-    1.0
+        >>> import numpy as np
+        >>> h = np.array([[10.0, 0.0], [0.0, 10.0]])
+        >>> round(float(activity_kl_margin(h, margin=1.0)), 4)  # diagonal only
+        1.0
 
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, eq. 4 and 6.
@@ -616,9 +616,9 @@ def decov(
 
     Example:
 
-    >>> import numpy as np
-    >>> float(decov(np.array([[1.0, 1.0], [-1.0, -1.0]])))
-    1.0
+        >>> import numpy as np
+        >>> float(decov(np.array([[1.0, 1.0], [-1.0, -1.0]])))
+        1.0
 
     References:
         Cogswell et al., "Reducing Overfitting in Deep Networks by
@@ -648,9 +648,9 @@ def xcov(
 
     Example:
 
-    >>> import numpy as np
-    >>> float(xcov(np.array([[1.0], [-1.0]]), np.array([[2.0], [-2.0]])))
-    2.0
+        >>> import numpy as np
+        >>> float(xcov(np.array([[1.0], [-1.0]]), np.array([[2.0], [-2.0]])))
+        2.0
 
     References:
         Cheung et al., "Discovering Hidden Factors of Variation in Deep
@@ -679,9 +679,9 @@ def covariance_l1(
 
     Example:
 
-    >>> import numpy as np
-    >>> float(covariance_l1(np.array([[1.0, 1.0], [-1.0, -1.0]])))
-    2.0
+        >>> import numpy as np
+        >>> float(covariance_l1(np.array([[1.0, 1.0], [-1.0, -1.0]])))
+        2.0
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks",
@@ -745,11 +745,11 @@ def min_centroid_distance(h: Tensor, centroids: Tensor) -> Tensor:
 
     Example:
 
-    >>> import numpy as np
-    >>> h = np.array([[0.0, 0.0], [3.0, 4.0]])
-    >>> c = np.array([[0.0, 0.0], [3.0, 3.0]])
-    >>> float(min_centroid_distance(h, c))
-    0.5
+        >>> import numpy as np
+        >>> h = np.array([[0.0, 0.0], [3.0, 4.0]])
+        >>> c = np.array([[0.0, 0.0], [3.0, 3.0]])
+        >>> float(min_centroid_distance(h, c))
+        0.5
 
     References:
         Karakulak et al., "Clustering latent representations for
@@ -788,10 +788,10 @@ def random_location(
 
     Example:
 
-    >>> import numpy as np
-    >>> h = np.ones((2, 4, 4, 3), "float32")
-    >>> tuple(random_location(h, seed=0).shape)
-    (2, 3)
+        >>> import numpy as np
+        >>> h = np.ones((2, 4, 4, 3), "float32")
+        >>> tuple(random_location(h, seed=0).shape)
+        (2, 3)
     """
     h = ops.convert_to_tensor(h)
     rank = len(h.shape)

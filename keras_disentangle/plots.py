@@ -68,9 +68,9 @@ def new_figure(**kwargs: Any) -> Figure:
 
     Example:
 
-    >>> fig = new_figure(figsize=(2.0, 1.0))
-    >>> fig.get_layout_engine().__class__.__name__
-    'ConstrainedLayoutEngine'
+        >>> fig = new_figure(figsize=(2.0, 1.0))
+        >>> fig.get_layout_engine().__class__.__name__
+        'ConstrainedLayoutEngine'
     """
     try:
         from matplotlib.figure import Figure
@@ -134,10 +134,10 @@ def most_active_unit_counts(
 
     Example:
 
-    >>> classes, counts = most_active_unit_counts(
-    ...     [[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]], [0, 1, 0])
-    >>> counts.tolist()
-    [[2, 0], [0, 1]]
+        >>> classes, counts = most_active_unit_counts(
+        ...     [[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]], [0, 1, 0])
+        >>> counts.tolist()
+        [[2, 0], [0, 1]]
     """
     from sklearn.metrics.cluster import contingency_matrix
 
@@ -179,10 +179,10 @@ def most_active_units(
 
     Example:
 
-    >>> import numpy as np
-    >>> fig = most_active_units(np.eye(3)[[0, 1, 2, 2]], labels=[0, 1, 2, 2])
-    >>> fig.axes[0].get_xlabel()
-    'unit'
+        >>> import numpy as np
+        >>> fig = most_active_units(np.eye(3)[[0, 1, 2, 2]], labels=[0, 1, 2, 2])
+        >>> fig.axes[0].get_xlabel()
+        'unit'
 
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, Figures 2-3.
@@ -230,11 +230,11 @@ def embedding_scatter(
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.random.default_rng(0).normal(size=(30, 4))
-    >>> fig = embedding_scatter(x, np.arange(30) % 3)
-    >>> fig.axes[0].get_title()
-    'PCA of the embeddings'
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(30, 4))
+        >>> fig = embedding_scatter(x, np.arange(30) % 3)
+        >>> fig.axes[0].get_title()
+        'PCA of the embeddings'
 
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, Figure 5.
@@ -307,11 +307,11 @@ def write_projector(
 
     Example:
 
-    >>> import tempfile, numpy as np
-    >>> with tempfile.TemporaryDirectory() as log_dir:
-    ...     paths = write_projector(np.eye(3), [0, 1, 1], log_dir)
-    ...     print(open(paths["metadata"]).read().split())
-    ['0', '1', '1']
+        >>> import tempfile, numpy as np
+        >>> with tempfile.TemporaryDirectory() as log_dir:
+        ...     paths = write_projector(np.eye(3), [0, 1, 1], log_dir)
+        ...     print(open(paths["metadata"]).read().split())
+        ['0', '1', '1']
 
     References:
         TensorBoard, "Visualizing Data using the Embedding Projector".
@@ -374,11 +374,11 @@ def scores_by_n_clusters(
 
     Example:
 
-    >>> import numpy as np
-    >>> y = np.repeat([0, 1], 10)
-    >>> fig = scores_by_n_clusters({"one-hot": np.eye(2)[y]}, y, n_clusters=[2, 3])
-    >>> round(float(fig.axes[0].lines[0].get_ydata()[0]), 3)
-    1.0
+        >>> import numpy as np
+        >>> y = np.repeat([0, 1], 10)
+        >>> fig = scores_by_n_clusters({"one-hot": np.eye(2)[y]}, y, n_clusters=[2, 3])
+        >>> round(float(fig.axes[0].lines[0].get_ydata()[0]), 3)
+        1.0
 
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, Figure 6.
@@ -439,10 +439,10 @@ def covariance_image(
 
     Example:
 
-    >>> import numpy as np
-    >>> fig = covariance_image(np.random.default_rng(0).normal(size=(50, 4)))
-    >>> [ax.get_title() for ax in fig.axes[:2]]
-    ['Covariance', 'Variance spectrum']
+        >>> import numpy as np
+        >>> fig = covariance_image(np.random.default_rng(0).normal(size=(50, 4)))
+        >>> [ax.get_title() for ax in fig.axes[:2]]
+        ['Covariance', 'Variance spectrum']
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,

@@ -70,10 +70,10 @@ class KernelKLMargin(keras.regularizers.Regularizer):
 
     Example:
 
-    >>> import numpy as np
-    >>> reg = KernelKLMargin(margin=1.0, weight=0.5)
-    >>> float(reg(np.zeros((3, 2))))
-    1.0
+        >>> import numpy as np
+        >>> reg = KernelKLMargin(margin=1.0, weight=0.5)
+        >>> float(reg(np.zeros((3, 2))))
+        1.0
 
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, eq. 1-3.
@@ -163,9 +163,9 @@ class ActivityKLMargin(_BatchStatisticRegularizer):
 
     Example:
 
-    >>> import keras
-    >>> layer = keras.layers.Dense(
-    ...     15, activity_regularizer=ActivityKLMargin(margin=1.0, weight=0.1))
+        >>> import keras
+        >>> layer = keras.layers.Dense(
+        ...     15, activity_regularizer=ActivityKLMargin(margin=1.0, weight=0.1))
 
     References:
         Romanov & Rumshisky, "Forced to Learn", 2017, eq. 6.
@@ -207,8 +207,8 @@ class DeCov(_CovarianceRegularizer):
 
     Example:
 
-    >>> import keras
-    >>> layer = keras.layers.Dense(15, activity_regularizer=DeCov(weight=0.1))
+        >>> import keras
+        >>> layer = keras.layers.Dense(15, activity_regularizer=DeCov(weight=0.1))
 
     References:
         Cogswell et al., "Reducing Overfitting in Deep Networks by
@@ -241,9 +241,9 @@ class CovarianceL1(_CovarianceRegularizer):
 
     Example:
 
-    >>> import keras
-    >>> layer = keras.layers.Dense(
-    ...     10, activity_regularizer=CovarianceL1(weight=0.1))
+        >>> import keras
+        >>> layer = keras.layers.Dense(
+        ...     10, activity_regularizer=CovarianceL1(weight=0.1))
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,

@@ -74,9 +74,9 @@ def sample_affine(
 
     Example:
 
-    >>> p = sample_affine(4, seed=0)
-    >>> tuple(p.shape)
-    (4, 5)
+        >>> p = sample_affine(4, seed=0)
+        >>> tuple(p.shape)
+        (4, 5)
     """
     u = keras.random.uniform((batch_size, 5), minval=-1.0, maxval=1.0, seed=seed)
     low, high = float(scale[0]), float(scale[1])
@@ -109,17 +109,19 @@ def affine_targets(
 
     Args:
         params: ``(N, 5)`` parameters from ``sample_affine``.
-        translation, scale, shear: the ranges given to ``sample_affine``.
+        translation: the range given to ``sample_affine``.
+        scale: the range given to ``sample_affine``.
+        shear: the range given to ``sample_affine``.
 
     Returns:
         A tensor ``(N, 6)``.
 
     Example:
 
-    >>> import numpy as np
-    >>> t = affine_targets(np.array([[0.0, 0.2, -0.1, 1.3, 0.0]]))
-    >>> np.round(np.asarray(t), 3).tolist()
-    [[1.0, 0.0, 1.0, -0.5, 1.0, 0.0]]
+        >>> import numpy as np
+        >>> t = affine_targets(np.array([[0.0, 0.2, -0.1, 1.3, 0.0]]))
+        >>> np.round(np.asarray(t), 3).tolist()
+        [[1.0, 0.0, 1.0, -0.5, 1.0, 0.0]]
     """
     params = ops.convert_to_tensor(params)
     low, high = float(scale[0]), float(scale[1])
@@ -156,17 +158,18 @@ def affine_matrices(params, height: int, width: int):
 
     Args:
         params: ``(N, 5)`` parameters from ``sample_affine``.
-        height, width: the image size in pixels.
+        height: the image height in pixels.
+        width: the image width in pixels.
 
     Returns:
         A tensor ``(N, 3, 3)``.
 
     Example:
 
-    >>> import numpy as np
-    >>> m = affine_matrices(np.array([[0.0, 0.5, 0.0, 1.0, 0.0]]), 4, 4)
-    >>> np.asarray(m)[0, 0].tolist()
-    [1.0, 0.0, 2.0]
+        >>> import numpy as np
+        >>> m = affine_matrices(np.array([[0.0, 0.5, 0.0, 1.0, 0.0]]), 4, 4)
+        >>> np.asarray(m)[0, 0].tolist()
+        [1.0, 0.0, 2.0]
     """
     params = ops.convert_to_tensor(params)
     theta, tx, ty, s, phi = (params[:, k] for k in range(5))
@@ -194,9 +197,9 @@ def invert_3x3(m):
 
     Example:
 
-    >>> import numpy as np
-    >>> np.asarray(invert_3x3(2.0 * np.eye(3)[None]))[0].diagonal().tolist()
-    [0.5, 0.5, 0.5]
+        >>> import numpy as np
+        >>> np.asarray(invert_3x3(2.0 * np.eye(3)[None]))[0].diagonal().tolist()
+        [0.5, 0.5, 0.5]
     """
     m = ops.convert_to_tensor(m)
     e = [[m[:, i, j] for j in range(3)] for i in range(3)]
@@ -230,11 +233,11 @@ def homography_from_corners(src, dst):
 
     Example:
 
-    >>> import numpy as np
-    >>> sq = np.array([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]])
-    >>> h = homography_from_corners(sq, 2.0 * sq)
-    >>> np.round(np.asarray(h)[0], 6).tolist()
-    [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]]
+        >>> import numpy as np
+        >>> sq = np.array([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]])
+        >>> h = homography_from_corners(sq, 2.0 * sq)
+        >>> np.round(np.asarray(h)[0], 6).tolist()
+        [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]]
     """
     src = ops.convert_to_tensor(src)
     dst = ops.cast(ops.convert_to_tensor(dst), src.dtype)
@@ -277,9 +280,9 @@ def sample_projective(
 
     Example:
 
-    >>> h = sample_projective(2, seed=0)
-    >>> tuple(h.shape)
-    (2, 3, 3)
+        >>> h = sample_projective(2, seed=0)
+        >>> tuple(h.shape)
+        (2, 3, 3)
     """
     if not isinstance(seed, keras.random.SeedGenerator):
         # Three draws follow: an int seed would make them identical streams.
@@ -316,9 +319,9 @@ def projective_targets(h):
 
     Example:
 
-    >>> import numpy as np
-    >>> np.asarray(projective_targets(2.0 * np.eye(3)[None])).tolist()
-    [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
+        >>> import numpy as np
+        >>> np.asarray(projective_targets(2.0 * np.eye(3)[None])).tolist()
+        [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
     """
     h = ops.convert_to_tensor(h)
     h = h / h[:, 2:3, 2:3]
@@ -334,17 +337,18 @@ def normalized_to_pixels(h, height: int, width: int):
 
     Args:
         h: ``(N, 3, 3)`` matrices in normalised coordinates.
-        height, width: the image size in pixels.
+        height: the image height in pixels.
+        width: the image width in pixels.
 
     Returns:
         A tensor ``(N, 3, 3)``.
 
     Example:
 
-    >>> import numpy as np
-    >>> m = normalized_to_pixels(np.eye(3)[None], 5, 5)
-    >>> np.asarray(m)[0].tolist()
-    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+        >>> import numpy as np
+        >>> m = normalized_to_pixels(np.eye(3)[None], 5, 5)
+        >>> np.asarray(m)[0].tolist()
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
     """
     h = ops.convert_to_tensor(h)
     cx, cy = max((width - 1) / 2.0, 0.5), max((height - 1) / 2.0, 0.5)
@@ -370,20 +374,21 @@ def apply_transform(
     Args:
         images: ``(N, H, W, C)`` channels-last images.
         matrices: ``(N, 3, 3)`` forward pixel-coordinate matrices.
-        interpolation, fill_mode, fill_value: as
-            ``keras.ops.image.affine_transform``.
+        interpolation: as in ``keras.ops.image.affine_transform``.
+        fill_mode: as in ``keras.ops.image.affine_transform``.
+        fill_value: as in ``keras.ops.image.affine_transform``.
 
     Returns:
         The warped images, same shape and dtype as ``images``.
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.zeros((1, 3, 3, 1), "float32"); x[0, 1, 0, 0] = 1.0
-    >>> shift = np.array([[[1.0, 0, 1], [0, 1, 0], [0, 0, 1]]], "float32")
-    >>> y = apply_transform(x, shift, interpolation="nearest")
-    >>> np.asarray(y)[0, :, :, 0].tolist()[1]
-    [0.0, 1.0, 0.0]
+        >>> import numpy as np
+        >>> x = np.zeros((1, 3, 3, 1), "float32"); x[0, 1, 0, 0] = 1.0
+        >>> shift = np.array([[[1.0, 0, 1], [0, 1, 0], [0, 0, 1]]], "float32")
+        >>> y = apply_transform(x, shift, interpolation="nearest")
+        >>> np.asarray(y)[0, :, :, 0].tolist()[1]
+        [0.0, 1.0, 0.0]
     """
     images = ops.convert_to_tensor(images)
     inverse = invert_3x3(ops.cast(matrices, "float32"))

@@ -131,9 +131,9 @@ class CentroidWeightRamp(_CentroidCallback):
 
     Example:
 
-    >>> ramp = CentroidWeightRamp(start=0.0, end=1.0, epochs=4, delay=2)
-    >>> [ramp.value(e) for e in range(7)]
-    [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+        >>> ramp = CentroidWeightRamp(start=0.0, end=1.0, epochs=4, delay=2)
+        >>> [ramp.value(e) for e in range(7)]
+        [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
 
     References:
         Karakulak et al., "Clustering latent representations for
@@ -229,10 +229,10 @@ class CentroidReinit(_CentroidCallback):
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.random.rand(20, 5).astype("float32")
-    >>> y = np.arange(20) % 2
-    >>> reinit = CentroidReinit((x, y), epochs=3, method="mean")
+        >>> import numpy as np
+        >>> x = np.random.rand(20, 5).astype("float32")
+        >>> y = np.arange(20) % 2
+        >>> reinit = CentroidReinit((x, y), epochs=3, method="mean")
 
     References:
         Karakulak et al., "Clustering latent representations for

@@ -372,15 +372,15 @@ class ClusteringScores(_ScoresCallback):
 
     Example:
 
-    >>> import keras, numpy as np
-    >>> x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
-    >>> y = (x[:, 0] > 0).astype("int64")
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> model.compile("sgd", "mse")
-    >>> history = model.fit(x, np.zeros((40, 3)), epochs=1, verbose=0,
-    ...                     callbacks=[ClusteringScores((x, y))])
-    >>> sorted(k for k in history.history if k.startswith("val_"))
-    ['val_cluster_acc', 'val_cluster_ami', 'val_cluster_ari', 'val_cluster_nmi']
+        >>> import keras, numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int64")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> model.compile("sgd", "mse")
+        >>> history = model.fit(x, np.zeros((40, 3)), epochs=1, verbose=0,
+        ...                     callbacks=[ClusteringScores((x, y))])
+        >>> sorted(k for k in history.history if k.startswith("val_"))
+        ['val_cluster_acc', 'val_cluster_ami', 'val_cluster_ari', 'val_cluster_nmi']
 
     References:
         Romanov & Rumshisky, "Forced to Learn: Discovering Disentangled
@@ -478,14 +478,14 @@ class DisentanglementScores(_ScoresCallback):
 
     Example:
 
-    >>> import keras, numpy as np
-    >>> x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> model.compile("sgd", "mse")
-    >>> history = model.fit(x, np.zeros((40, 3)), epochs=1, verbose=0,
-    ...                     callbacks=[DisentanglementScores(x)])
-    >>> sorted(k for k in history.history if k.startswith("val_"))
-    ['val_cvr', 'val_mapc', 'val_ud90']
+        >>> import keras, numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> model.compile("sgd", "mse")
+        >>> history = model.fit(x, np.zeros((40, 3)), epochs=1, verbose=0,
+        ...                     callbacks=[DisentanglementScores(x)])
+        >>> sorted(k for k in history.history if k.startswith("val_"))
+        ['val_cvr', 'val_mapc', 'val_ud90']
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018.

@@ -66,13 +66,13 @@ class LatentCentroids(keras.layers.Layer):
 
     Example:
 
-    >>> import keras
-    >>> x = keras.Input((8,))
-    >>> h = keras.layers.Dense(4)(x)
-    >>> h = LatentCentroids(n_clusters=3, weight=0.1)(h)
-    >>> model = keras.Model(x, keras.layers.Dense(2)(h))
-    >>> tuple(model.layers[2].centroids.shape)
-    (3, 4)
+        >>> import keras
+        >>> x = keras.Input((8,))
+        >>> h = keras.layers.Dense(4)(x)
+        >>> h = LatentCentroids(n_clusters=3, weight=0.1)(h)
+        >>> model = keras.Model(x, keras.layers.Dense(2)(h))
+        >>> tuple(model.layers[2].centroids.shape)
+        (3, 4)
 
     References:
         Karakulak et al., "Clustering latent representations for

@@ -40,12 +40,12 @@ class XCovPenalty(keras.layers.Layer):
 
     Example:
 
-    >>> import keras
-    >>> x = keras.Input((8,))
-    >>> h = keras.layers.Dense(15)(x)
-    >>> y = keras.layers.Dense(1, activation="sigmoid")(h)
-    >>> y = XCovPenalty(weight=1.0)([y, h])
-    >>> model = keras.Model(x, y)
+        >>> import keras
+        >>> x = keras.Input((8,))
+        >>> h = keras.layers.Dense(15)(x)
+        >>> y = keras.layers.Dense(1, activation="sigmoid")(h)
+        >>> y = XCovPenalty(weight=1.0)([y, h])
+        >>> model = keras.Model(x, y)
 
     References:
         Cheung et al., "Discovering Hidden Factors of Variation in Deep

@@ -106,15 +106,15 @@ class AET(keras.Model):
 
     Example:
 
-    >>> import numpy as np, keras
-    >>> encoder = keras.Sequential([
-    ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
-    ...     keras.layers.GlobalAveragePooling2D()])
-    >>> aet = AET(encoder, head_units=8, seed=0)
-    >>> aet.compile(optimizer="adam")
-    >>> _ = aet.fit(np.random.rand(16, 8, 8, 1), epochs=1, verbose=0)
-    >>> aet.predict(np.zeros((2, 8, 8, 1)), verbose=0).shape
-    (2, 4)
+        >>> import numpy as np, keras
+        >>> encoder = keras.Sequential([
+        ...     keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+        ...     keras.layers.GlobalAveragePooling2D()])
+        >>> aet = AET(encoder, head_units=8, seed=0)
+        >>> aet.compile(optimizer="adam")
+        >>> _ = aet.fit(np.random.rand(16, 8, 8, 1), epochs=1, verbose=0)
+        >>> aet.predict(np.zeros((2, 8, 8, 1)), verbose=0).shape
+        (2, 4)
 
     References:
         Zhang, Qi, Wang & Luo, "AET vs. AED: Unsupervised representation

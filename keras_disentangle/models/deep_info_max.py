@@ -165,15 +165,15 @@ class DeepInfoMax(keras.Model):
 
     Example:
 
-    >>> import numpy as np, keras
-    >>> inputs = keras.Input((8, 8, 1))
-    >>> h = keras.layers.Conv2D(4, 3, name="local")(inputs)
-    >>> y = keras.layers.Dense(3)(keras.layers.Flatten()(h))
-    >>> dim = DeepInfoMax(keras.Model(inputs, y), "local", units=4)
-    >>> dim.compile(optimizer="adam")
-    >>> _ = dim.fit(np.random.rand(16, 8, 8, 1), epochs=1, verbose=0)
-    >>> dim.predict(np.zeros((2, 8, 8, 1)), verbose=0).shape
-    (2, 3)
+        >>> import numpy as np, keras
+        >>> inputs = keras.Input((8, 8, 1))
+        >>> h = keras.layers.Conv2D(4, 3, name="local")(inputs)
+        >>> y = keras.layers.Dense(3)(keras.layers.Flatten()(h))
+        >>> dim = DeepInfoMax(keras.Model(inputs, y), "local", units=4)
+        >>> dim.compile(optimizer="adam")
+        >>> _ = dim.fit(np.random.rand(16, 8, 8, 1), epochs=1, verbose=0)
+        >>> dim.predict(np.zeros((2, 8, 8, 1)), verbose=0).shape
+        (2, 3)
 
     References:
         Hjelm, Fedorov, Lavoie-Marchildon, Grewal, Bachman, Trischler &

@@ -42,9 +42,9 @@ def knn_distance(x, n_neighbors: int = 10, batch_size: int = 512) -> np.ndarray:
 
     Example:
 
-    >>> import numpy as np
-    >>> knn_distance(np.array([[0.0], [1.0], [3.0]]), n_neighbors=1).tolist()
-    [1.0, 1.0, 2.0]
+        >>> import numpy as np
+        >>> knn_distance(np.array([[0.0], [1.0], [3.0]]), n_neighbors=1).tolist()
+        [1.0, 1.0, 2.0]
     """
     n_neighbors = check_positive_int("n_neighbors", n_neighbors)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -153,14 +153,14 @@ class IMSAT(keras.Model):
 
     Example:
 
-    >>> import keras, numpy as np
-    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> model = IMSAT(encoder, n_clusters=3, augmentation="rpt", seed=0)
-    >>> x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
-    >>> model.compile(optimizer="adam")
-    >>> history = model.fit(model.knn_inputs(x), epochs=1, verbose=0)
-    >>> model.predict(x, verbose=0).shape, model.predict_proba(x, verbose=0).shape
-    ((32,), (32, 3))
+        >>> import keras, numpy as np
+        >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> model = IMSAT(encoder, n_clusters=3, augmentation="rpt", seed=0)
+        >>> x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+        >>> model.compile(optimizer="adam")
+        >>> history = model.fit(model.knn_inputs(x), epochs=1, verbose=0)
+        >>> model.predict(x, verbose=0).shape, model.predict_proba(x, verbose=0).shape
+        ((32,), (32, 3))
 
     References:
         Hu, Miyato, Tokui, Matsumoto & Sugiyama, "Learning Discrete

@@ -48,8 +48,8 @@ def clustering_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
     Example:
 
-    >>> clustering_accuracy([0, 0, 1, 1, 2], [5, 5, 3, 3, 3])
-    0.8
+        >>> clustering_accuracy([0, 0, 1, 1, 2], [5, 5, 3, 3, 3])
+        0.8
 
     References:
         Xie, Girshick & Farhadi, "Unsupervised Deep Embedding for Clustering
@@ -115,11 +115,11 @@ def cluster_scores(
 
     Example:
 
-    >>> import numpy as np
-    >>> labels = np.repeat([0, 1, 2], 10)
-    >>> scores = cluster_scores(np.eye(3)[labels], labels)
-    >>> {k: round(v, 3) for k, v in scores.items()}
-    {'ami': 1.0, 'nmi': 1.0, 'ari': 1.0, 'acc': 1.0}
+        >>> import numpy as np
+        >>> labels = np.repeat([0, 1, 2], 10)
+        >>> scores = cluster_scores(np.eye(3)[labels], labels)
+        >>> {k: round(v, 3) for k, v in scores.items()}
+        {'ami': 1.0, 'nmi': 1.0, 'ari': 1.0, 'acc': 1.0}
 
     References:
         Romanov & Rumshisky, "Forced to Learn: Discovering Disentangled
@@ -203,11 +203,11 @@ def linear_probe_accuracy(
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.repeat(np.eye(3), 10, axis=0)
-    >>> y = np.repeat([0, 1, 2], 10)
-    >>> linear_probe_accuracy((x, y), (x, y))
-    1.0
+        >>> import numpy as np
+        >>> x = np.repeat(np.eye(3), 10, axis=0)
+        >>> y = np.repeat([0, 1, 2], 10)
+        >>> linear_probe_accuracy((x, y), (x, y))
+        1.0
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

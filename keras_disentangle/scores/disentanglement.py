@@ -75,10 +75,10 @@ def active_unit_mask(h: ArrayLike, min_variance_fraction: float = 0.01) -> np.nd
 
     Example:
 
-    >>> import numpy as np
-    >>> h = np.array([[0.0, 0.5, 1.0], [1.0, 0.5, 1.0], [0.0, 0.51, 0.0]])
-    >>> active_unit_mask(h).tolist()
-    [True, False, True]
+        >>> import numpy as np
+        >>> h = np.array([[0.0, 0.5, 1.0], [1.0, 0.5, 1.0], [0.0, 0.51, 0.0]])
+        >>> active_unit_mask(h).tolist()
+        [True, False, True]
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018
@@ -104,9 +104,9 @@ def active_units(h: ArrayLike, min_variance_fraction: float = 0.01) -> int:
 
     Example:
 
-    >>> import numpy as np
-    >>> active_units(np.array([[0.0, 0.5, 1.0], [1.0, 0.5, 1.0], [0.0, 0.51, 0.0]]))
-    2
+        >>> import numpy as np
+        >>> active_units(np.array([[0.0, 0.5, 1.0], [1.0, 0.5, 1.0], [0.0, 0.51, 0.0]]))
+        2
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018.
@@ -141,10 +141,10 @@ def mapc(h: ArrayLike, min_variance_fraction: float = 0.0) -> float:
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.1]])
-    >>> round(mapc(x), 4)
-    0.9999
+        >>> import numpy as np
+        >>> x = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.1]])
+        >>> round(mapc(x), 4)
+        0.9999
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,
@@ -189,10 +189,10 @@ def cvr(h: ArrayLike) -> float:
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
-    >>> cvr(x)
-    2.0
+        >>> import numpy as np
+        >>> x = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+        >>> cvr(x)
+        2.0
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018,
@@ -226,10 +226,10 @@ def tdv(h: ArrayLike, d: int) -> float:
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[0.0, 0.0], [2.0, 1.0], [4.0, 0.0]])
-    >>> round(tdv(x, 1), 4)
-    0.9231
+        >>> import numpy as np
+        >>> x = np.array([[0.0, 0.0], [2.0, 1.0], [4.0, 0.0]])
+        >>> round(tdv(x, 1), 4)
+        0.9231
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018.
@@ -265,10 +265,10 @@ def utilized_dimensions(h: ArrayLike, fraction: float = 0.9) -> int:
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [4.0, 0.0, 0.0]])
-    >>> utilized_dimensions(x, fraction=0.9)
-    1
+        >>> import numpy as np
+        >>> x = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [4.0, 0.0, 0.0]])
+        >>> utilized_dimensions(x, fraction=0.9)
+        1
 
     References:
         Kågebäck & Mogren, "Disentangled activations in deep networks", 2018.

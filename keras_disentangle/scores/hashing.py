@@ -75,10 +75,10 @@ def hamming_ranking_map(
 
     Example:
 
-    >>> import numpy as np
-    >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
-    >>> hamming_ranking_map(codes[:1], [0], codes, [0, 1, 0])
-    0.8333333333333333
+        >>> import numpy as np
+        >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
+        >>> hamming_ranking_map(codes[:1], [0], codes, [0, 1, 0])
+        0.8333333333333333
 
     References:
         Hu et al., "Learning Discrete Representations via Information
@@ -126,10 +126,10 @@ def precision_at_k(
 
     Example:
 
-    >>> import numpy as np
-    >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
-    >>> precision_at_k(codes[:1], [0], codes, [0, 1, 0], k=2)
-    0.5
+        >>> import numpy as np
+        >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
+        >>> precision_at_k(codes[:1], [0], codes, [0, 1, 0], k=2)
+        0.5
 
     References:
         Hu et al., IMSAT, ICML 2017, section 4.3.
@@ -170,10 +170,10 @@ def precision_within_radius(
 
     Example:
 
-    >>> import numpy as np
-    >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
-    >>> precision_within_radius(codes[:1], [0], codes, [0, 1, 0], radius=1)
-    0.5
+        >>> import numpy as np
+        >>> codes = np.array([[0, 0], [0, 1], [1, 1]])
+        >>> precision_within_radius(codes[:1], [0], codes, [0, 1, 0], radius=1)
+        0.5
 
     References:
         Hu et al., IMSAT, ICML 2017, section 4.3.
