@@ -236,7 +236,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def load_data(name: str, quick: bool = False) -> Any:
     """Splits of ``(x, digit labels)``; ``x`` is ``(N, steps, features)``.
 
-    With ``quick``, the train split is cut to its first 1,200 samples (the
+    With ``quick``, the train split is cut to its first 600 samples (the
     split is already shuffled).
     """
     from keras_disentangle import datasets
@@ -251,7 +251,7 @@ def load_data(name: str, quick: bool = False) -> Any:
         splits = datasets.mnist()
     if quick:
         (x, y), validation, test = splits
-        splits = datasets.Splits((x[:1200], y[:1200]), validation, test)
+        splits = datasets.Splits((x[:600], y[:600]), validation, test)
     return splits
 
 
@@ -347,15 +347,21 @@ def penalised_head(
 def fc1_and_prediction(model: Any, x: np.ndarray, batch_size: int = 512) -> tuple:
     """FC_1's output ``(N, 15)`` and the sigmoid output FC_2 ``(N,)`` for ``x``.
 
-    One ``predict`` call on a two-output view of the trained model.
+    A two-output view of the trained model, called on batches of
+    ``batch_size`` (direct calls: ``predict`` would trace a new function for
+    every model of a run).
     """
     import keras
 
     view = keras.Model(
-        model.inputs, [model.get_layer("fc1").output, model.get_layer("fc2").output]
+        model.input, [model.get_layer("fc1").output, model.get_layer("fc2").output]
     )
-    h, p = view.predict(x, batch_size=batch_size, verbose=0)
-    return h, p.reshape(-1)
+    hs, ps = [], []
+    for start in range(0, len(x), batch_size):
+        h, p = view(x[start : start + batch_size], training=False)
+        hs.append(keras.ops.convert_to_numpy(h))
+        ps.append(keras.ops.convert_to_numpy(p))
+    return np.concatenate(hs), np.concatenate(ps).reshape(-1)
 
 
 def kernel_kl_max(model: Any) -> float:
@@ -724,7 +730,7 @@ def main(args: argparse.Namespace) -> int:
         return _common.fail(str(error), 2)
     _training_options(args)
     out = _common.output_dir(args, NAME)
-    epochs = _common.pick(args.epochs, TRAINING[args.data]["epochs"], 3, args.quick)
+    epochs = _common.pick(args.epochs, TRAINING[args.data]["epochs"], 2, args.quick)
     seeds = _common.seed_list(args, 3, 1)
     started = time.perf_counter()
 
