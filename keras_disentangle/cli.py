@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import os
 import pathlib
 import sys
@@ -222,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if RunProgress.active is not None:
             RunProgress.active.clear()
             RunProgress.active = None
+        # TensorFlow logs "Object was never used" for the tensors of a step
+        # cut short when they are collected at exit: not the user's concern.
+        logging.getLogger("tensorflow").setLevel(logging.CRITICAL)
         print("keras-disentangle: interrupted", file=sys.stderr, flush=True)
         return INTERRUPTED
 

