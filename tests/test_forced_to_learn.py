@@ -305,9 +305,24 @@ def test_train_and_score_is_deterministic_and_scores_both_splits():
 
 
 @pytest.mark.slow
-def test_default_run_reproduces_the_direction_of_table_1(tmp_path):
+def test_default_run_on_strokes_learns_the_task_and_the_digits(tmp_path):
     status = cli_main(["forced-to-learn", "--output", str(tmp_path)])
     assert status == 0
+    summary = {r["variant"]: r for r in _read(tmp_path / "summary.csv")}
+    assert list(summary) == list(ftl.VARIANTS)
+    assert all(int(r["n"]) == 3 for r in summary.values())
+    assert {r["data"] for r in _read(tmp_path / "forced_to_learn.csv")} == {"strokes"}
+    for variant, row in summary.items():
+        assert float(row["binary_acc"]) >= 0.9, variant
+        assert float(row["ami"]) >= 0.3, variant  # far above chance (0)
+    for name in PNGS:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_row_reading_run_reproduces_its_direction(tmp_path):
+    argv = ["forced-to-learn", "--data", "mnist_5k", "--output", str(tmp_path)]
+    assert cli_main(argv) == 0
     summary = {r["variant"]: r for r in _read(tmp_path / "summary.csv")}
     ami = {v: float(r["ami"]) for v, r in summary.items()}
     assert all(int(r["n"]) == 3 for r in summary.values())

@@ -70,14 +70,7 @@ DEFAULTS = {
 #: Defaults for ``--data strokes``, chosen by ``--tune-only`` on the
 #: validation split of ``mnist_strokes`` with ``STROKES_GRID`` (see
 #: ``docs/forced_to_learn.md``).
-STROKE_DEFAULTS = {
-    "decov_weight": 0.001,
-    "xcov_weight": 1.0,
-    "single_margin": 5.0,
-    "single_weight": 1.0,
-    "multi_margin": 0.1,
-    "multi_weight": 1.0,
-}
+STROKE_DEFAULTS = {**DEFAULTS, "xcov_weight": 0.1, "single_weight": 0.1}
 
 #: Training settings per ``--data`` (``--epochs``, ``--batch-size``,
 #: ``--learning-rate`` override them). The stroke sequences are up to 69 rows
