@@ -291,10 +291,11 @@ def strokes_cache_dir() -> pathlib.Path:
 
 def _all_mnist_strokes(cache: bool) -> tuple:
     """All 5,000 digits as padded stroke sequences, and their labels."""
-    import skimage
+    from importlib.metadata import version
+
     from skimage.morphology import skeletonize
 
-    key = f"mnist_strokes-v{_STROKES_VERSION}-skimage{skimage.__version__}"
+    key = f"mnist_strokes-v{_STROKES_VERSION}-skimage{version('scikit-image')}"
     if cache and key in _STROKES_MEMORY:
         return _STROKES_MEMORY[key]
     path = strokes_cache_dir() / f"{key}.npz"
@@ -582,16 +583,15 @@ def random_projection(
     check_positive_int("n", n, minimum=2)
     check_positive_int("d", d)
     check_positive_int("dim", dim, minimum=d)
-    if variances is None:
-        variances = 4.0 * 0.5 ** np.arange(d)
-    if len(variances) != d:
+    given = tuple(4.0 * 0.5 ** np.arange(d)) if variances is None else variances
+    if len(given) != d:
         raise ValueError(
             f"Invalid value for argument variances: expected {d} numbers "
-            f"(one per factor). Received: variances={tuple(variances)}"
+            f"(one per factor). Received: variances={tuple(given)}"
         )
-    variances = np.array([check_positive("variances", v) for v in variances])
+    scales = np.array([check_positive("variances", v) for v in given])
     rng = np.random.default_rng(seed)
-    factors = rng.standard_normal((n, d)) * np.sqrt(variances)
+    factors = rng.standard_normal((n, d)) * np.sqrt(scales)
     matrix = rng.standard_normal((d, dim))
     x = factors @ matrix
     return Projection(

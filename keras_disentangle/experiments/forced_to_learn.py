@@ -515,7 +515,8 @@ def tune(
     n_seeds = _common.pick(args.tune_seeds, 2, 1, args.quick)
     seeds = [1000 + i for i in range(n_seeds)]
     callbacks = [bar.callback()] if bar is not None else None
-    chosen, rows = {}, []
+    chosen: dict = {}
+    rows: list = []
     for variant in variants:
         keys = PARAMS[variant]
         axes = [
@@ -553,7 +554,8 @@ def tune(
             )
             if best is None or summary["val_ami"] > best[0]:
                 best = (summary["val_ami"], params)
-        chosen.update(best[1])  # the baseline has nothing to choose
+        if best is not None:
+            chosen.update(best[1])  # the baseline has nothing to choose
     _common.print_table(
         rows,
         ["variant", "hyperparameters", "val_ami", "val_acc"],
