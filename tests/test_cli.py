@@ -1,9 +1,11 @@
 """The keras-disentangle command line, the shared helpers and ``cifar10``."""
 
 import csv
+import io
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -36,7 +38,7 @@ def test_every_subcommand_has_the_common_options(tmp_path):
         args = parser.parse_args([name])
         assert str(args.output).endswith(os.path.join("results", name))
         assert args.quick is False and args.seeds is None and args.epochs is None
-        assert args.verbose is False and callable(args._main)
+        assert args.verbose == 1 and callable(args._main)
         args = parser.parse_args(
             [name, "--quick", "--seeds", "2", "--epochs", "3", "--output", "o"]
         )
@@ -64,7 +66,7 @@ def test_bad_option_exits_with_usage(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["covariance", "--seeds", "many"])
     assert info.value.code == 2
-    assert "invalid int value" in capsys.readouterr().err
+    assert "argument --seeds: expected an integer >= 1" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ helpers
@@ -188,3 +190,229 @@ def test_cifar10_bad_weight_exits_2_before_reading_data(tmp_path, capsys):
     )
     assert code == 2
     assert "decov_weight" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- misuse and Ctrl-C
+
+NAMES = ["forced-to-learn", "covariance", "xor", "cifar10"]
+
+
+def _bad_common_options(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("user data")
+    return [
+        (["--epochs", "-1"], "--epochs"),
+        (["--epochs", "0"], "--epochs"),
+        (["--seeds", "0"], "--seeds"),
+        (["--seeds", "two"], "--seeds"),
+        (["--output", "/proc/x"], "--output"),
+        (["--output", str(a_file)], "--output"),
+        (["--output", str(a_file / "sub")], "--output"),
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_common_options_exit_2_at_parse_time(name, tmp_path, capsys):
+    parser = cli.build_parser()
+    for argv, option in _bad_common_options(tmp_path):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([name, *argv])
+        assert info.value.code == 2, argv
+        err = capsys.readouterr().err
+        assert f"argument {option}" in err and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("keras-disentangle "), err
+    assert (tmp_path / "a_file").read_text() == "user data"
+
+
+def _fake_module(main):
+    return types.SimpleNamespace(
+        NAME="later", HELP="added later", configure=lambda parser: None, main=main
+    )
+
+
+def test_an_experiment_added_later_gets_the_checks(tmp_path, capsys):
+    parser = cli.build_parser([_fake_module(lambda args: 0)])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["later", "--seeds", "0"])
+    assert "argument --seeds" in capsys.readouterr().err
+    args = parser.parse_args(["later", "--output", str(tmp_path / "new" / "dir")])
+    assert not (tmp_path / "new").exists()  # parsing creates nothing
+    assert args.verbose == 1
+    assert parser.parse_args(["later", "--verbose"]).verbose == 2
+    assert parser.parse_args(["later", "--verbose", "0"]).verbose == 0
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load_modules", lambda: [_fake_module(interrupted)])
+    assert cli.main(["later"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "keras-disentangle: interrupted\n"
+    assert "Traceback" not in captured.out
+
+
+# ------------------------------------------------------------ output files
+
+
+def test_an_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
+    target = tmp_path / "table.csv"
+    target.write_text("the previous complete file\n")
+    calls = []
+
+    def interrupted_writerow(self, row):
+        calls.append(row)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, row)
+
+    original = csv.DictWriter.writerow
+    monkeypatch.setattr(csv.DictWriter, "writerow", interrupted_writerow)
+    with pytest.raises(KeyboardInterrupt):
+        _common.write_csv([{"a": 1}, {"a": 2}, {"a": 3}], target)
+    assert target.read_text() == "the previous complete file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+
+
+def test_a_failed_figure_leaves_no_file(tmp_path):
+    fig = _common.new_figure()
+
+    def broken(path, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    fig.savefig = broken
+    with pytest.raises(KeyboardInterrupt):
+        _common.save_figure(fig, tmp_path / "plot.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_rerun_removes_its_own_previous_files_only(tmp_path):
+    args = types.SimpleNamespace(output=tmp_path / "out")
+    out = _common.output_dir(args, "x")
+    _common.write_csv([{"a": 1}], out / "first.csv")
+    fig = _common.new_figure()
+    fig.subplots().plot([0, 1])
+    _common.save_figure(fig, out / "old_plot.png")
+    (out / "mine.txt").write_text("a user's file")
+    out = _common.output_dir(args, "x")  # the rerun
+    _common.write_csv([{"a": 2}], out / "second.csv")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [_common.MANIFEST, "mine.txt", "second.csv"]
+    # A manifest that names something outside the folder is ignored.
+    (out / _common.MANIFEST).write_text('["../outside.txt", "second.csv"]')
+    (tmp_path / "outside.txt").write_text("keep")
+    _common.output_dir(args, "x")
+    assert (tmp_path / "outside.txt").exists() and (out / "mine.txt").exists()
+    assert not (out / "second.csv").exists()
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_run_progress_lines_eta_and_quiet():
+    stream = io.StringIO()
+    bar = _common.RunProgress(4, label="demo", stream=stream, every=0)
+    assert _common.RunProgress.active is bar
+    bar.advance()
+    bar.advance(3)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[demo] 1/4 epochs (25%) ETA ")
+    assert lines[-1].startswith("[demo] 4/4 epochs (100%), ")
+    assert _common.RunProgress.active is None
+    quiet = io.StringIO()
+    bar = _common.RunProgress(4, stream=quiet, enabled=False)
+    bar.advance(4)
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+def test_run_progress_redraws_one_line_on_a_terminal(capsys):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = _common.RunProgress(2, label="t", stream=stream)
+    bar.advance()
+    _common.progress("a log line")  # clears the bar, prints, redraws
+    bar.advance()
+    bar.close()
+    text = stream.getvalue()
+    assert text.count("\r\033[K[") == 3 and text.endswith("\n")
+    assert "\n" not in text[:-1]
+    assert capsys.readouterr().out == "a log line\n"
+
+
+def test_run_progress_callback_counts_every_epoch_of_every_fit():
+    import keras
+
+    stream = io.StringIO()
+    bar = _common.RunProgress(5, label="fit", stream=stream, every=0)
+    x = np.zeros((8, 2), "float32")
+    for epochs in (2, 3):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        model.fit(x, x[:, :1], epochs=epochs, verbose=0, callbacks=[bar.callback()])
+    bar.close()
+    assert bar.done == 5
+    assert stream.getvalue().splitlines()[-1].startswith("[fit] 5/5 epochs")
+
+
+# ------------------------------------------------------ environment, labels
+
+
+def _fresh(code):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_the_command_line_sets_tf_log_level_and_the_package_does_not():
+    # TensorFlow itself sets TF_CPP_MIN_LOG_LEVEL=1 when it is imported; the
+    # package adds nothing to what importing Keras does to the environment.
+    code = (
+        "import os\n"
+        "import keras\n"
+        "before = dict(os.environ)\n"
+        "import keras_disentangle, keras_disentangle.datasets\n"
+        "print(dict(os.environ) == before)"
+    )
+    assert _fresh(code) == "True"
+    code = (
+        "import os, sys\n"
+        "import keras_disentangle_cli\n"
+        "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'), 'tensorflow' in sys.modules)"
+    )
+    assert _fresh(code) == "2 False"  # set before TensorFlow is imported
+    code = (
+        "import os\n"
+        "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '0'\n"
+        "import keras_disentangle_cli\n"
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    )
+    assert _fresh(code) == "0"  # the user's value is kept
+
+
+def test_binary_targets_one_rule_for_every_experiment():
+    from keras_disentangle.experiments import cifar10
+
+    out = _common.binary_targets(np.array([0, 4, 5, 9, 3]))
+    assert out.dtype == np.float32 and out.tolist() == [0, 0, 1, 1, 0]
+    animals = _common.binary_targets([0, 2, 8], cifar10.GROUPS["animals-vehicles"])
+    assert animals.tolist() == [1, 0, 1]
+    assert cifar10.GROUPS["first-last"] == _common.FIRST_LAST
+    with pytest.raises(ValueError, match="labels"):
+        _common.binary_targets([10])

@@ -42,14 +42,21 @@ def test_score_against_numpy():
 
 
 def test_dataset_reshuffles_each_epoch_and_covers_every_sample():
-    x = np.arange(12, dtype="float32").reshape(6, 2)
+    x = np.arange(14, dtype="float32").reshape(7, 2)  # the 7th row is left out
     ds, steps = covariance._dataset(x, batch_size=3, epochs=2, seed=0)
-    batches = [b.numpy() for b, _ in ds]
-    assert steps == 2 and len(batches) == 4
+    assert steps == 2 and len(ds) == 4
+    batches = [ds[i][0] for i in range(len(ds))]
+    for i in range(len(ds)):
+        np.testing.assert_array_equal(ds[i][0], ds[i][1])  # (x, x)
+    x = x[:6]
     first = np.concatenate(batches[:2])[:, 0]
     second = np.concatenate(batches[2:])[:, 0]
     assert sorted(first) == sorted(second) == list(x[:, 0])
     assert not np.array_equal(first, second)
+    order = np.random.default_rng([0, 1]).permutation(6)  # the stated rule
+    np.testing.assert_array_equal(second, x[order, 0])
+    again, _ = covariance._dataset(x, batch_size=3, epochs=2, seed=0)
+    np.testing.assert_array_equal(again[3][0], batches[3])  # any order of access
 
 
 def test_quick_run_writes_table_csv_and_plots(tmp_path, capsys):

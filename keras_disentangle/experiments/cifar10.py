@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ HELP = (
 
 VARIANTS = ("baseline", "decov", "xcov", "l_single", "l_multi")
 GROUPS = {
-    "first-last": ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)),
+    "first-last": _common.FIRST_LAST,
     "animals-vehicles": ((2, 3, 4, 5, 6, 7), (0, 1, 8, 9)),
 }
 COLUMNS = ["variant", "ami", "ami_std", "nmi", "nmi_std", "accuracy", "n"]
@@ -104,7 +105,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_model(variant: str, params: dict, width: float, learning_rate: float):
+def build_model(variant: str, params: dict, width: float, learning_rate: float) -> Any:
     """VGG-16-style CNN -> FC_1 (15, ReLU, ``"fc1"``) -> FC_2 (1, sigmoid).
 
     The penalty of ``variant`` is attached to FC_1 as in ``forced-to-learn``;
@@ -152,10 +153,7 @@ def _check_options(args) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Runs the experiment; returns 0, or 2 when CIFAR-10 is not available."""
-    import keras
-
-    from keras_disentangle import datasets, plots
-    from keras_disentangle.scores import cluster_scores
+    from keras_disentangle import datasets
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -185,13 +183,34 @@ def main(args: argparse.Namespace) -> int:
         x_train, y_train = x_train[:train_size], y_train[:train_size]
     if args.quick:
         x_test, y_test = x_test[:256], y_test[:256]
-    b_train = binary_groups_float(y_train, groups)
-    b_test = binary_groups_float(y_test, groups)
+    b_train = _common.binary_targets(y_train, groups)
+    b_test = _common.binary_targets(y_test, groups)
+    splits_used = (x_train, b_train, x_test, y_test, b_test)
     _common.progress(
         f"cifar10: {len(x_train)} training / {len(x_test)} test images, "
         f"{len(variants)} variants x {len(seeds)} seed(s), {epochs} epochs; "
         f"output in {out}"
     )
+    bar = _common.RunProgress(
+        len(variants) * len(seeds) * epochs, NAME, enabled=args.verbose == 1
+    )
+    try:
+        rows, fc1_by_variant = _runs(
+            args, variants, seeds, epochs, params, width, splits_used, bar
+        )
+    finally:
+        bar.close()
+    _report(args, rows, fc1_by_variant, y_test, out)
+    return 0
+
+
+def _runs(args, variants, seeds, epochs, params, width, data, bar) -> tuple:
+    """Trains every variant with every seed; rows and FC_1 of the test split."""
+    import keras
+
+    from keras_disentangle.scores import cluster_scores
+
+    x_train, b_train, x_test, y_test, b_test = data
     rows, fc1_by_variant = [], {}
     for variant in variants:
         for seed in seeds:
@@ -206,7 +225,8 @@ def main(args: argparse.Namespace) -> int:
                 target,
                 batch_size=args.batch_size,
                 epochs=epochs,
-                verbose=2 if args.verbose else 0,
+                verbose=_common.fit_verbose(args),
+                callbacks=[bar.callback()],
             )
             view = keras.Model(
                 model.inputs,
@@ -231,6 +251,13 @@ def main(args: argparse.Namespace) -> int:
                 f"NMI {row['nmi']:.3f} accuracy {row['accuracy']:.3f} "
                 f"({row['seconds']:.0f}s)"
             )
+    return rows, fc1_by_variant
+
+
+def _report(args, rows, fc1_by_variant, y_test, out) -> None:
+    """Prints the table, writes the CSV files and the plots."""
+    from keras_disentangle import plots
+
     table = _common.mean_std(rows, ["variant"], ["ami", "nmi", "accuracy"])
     _common.print_table(
         table,
@@ -247,11 +274,3 @@ def main(args: argparse.Namespace) -> int:
         fig = plots.most_active_units(h, labels=y_test)
         _common.save_figure(fig, out / f"cifar10_active_units_{variant}.png")
     _common.progress(f"wrote {out}/cifar10.csv, cifar10_runs.csv and PNGs")
-    return 0
-
-
-def binary_groups_float(labels, groups):
-    """``datasets.binary_groups`` as ``float32`` targets for a sigmoid."""
-    from keras_disentangle.datasets import binary_groups
-
-    return binary_groups(labels, groups).astype("float32")

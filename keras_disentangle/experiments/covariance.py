@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -105,31 +106,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _dataset(x, batch_size: int, epochs: int, seed: int):
-    """``(x, x)`` mini-batches, reshuffled every epoch, as a tf.data pipeline.
+def _dataset(x: np.ndarray, batch_size: int, epochs: int, seed: int) -> tuple:
+    """``(x, x)`` mini-batches, reshuffled every epoch, as a Keras PyDataset.
 
-    The shuffle permutes the whole array at once per epoch (no per-sample
-    pipeline), which keeps 16,000 tiny steps fast.
+    Batch ``i`` of the whole run (``epochs x n_batches`` of them) is batch
+    ``i % n_batches`` of the permutation ``default_rng([seed, epoch])`` of
+    the samples (the last ``len(x) % batch_size`` samples of the array are
+    left out). Plain NumPy, so the same batches reach every Keras backend.
+
+    Returns:
+        ``(dataset, n_batches)``: a ``keras.utils.PyDataset`` of
+        ``epochs * n_batches`` batches, and the batches per epoch.
     """
-    import tensorflow as tf
+    import keras
 
     n_batches = len(x) // batch_size
-    x = tf.constant(x[: n_batches * batch_size])
+    x = np.asarray(x[: n_batches * batch_size])
 
-    def epoch(e):
-        keys = tf.random.stateless_uniform(
-            [len(x)], seed=tf.stack([tf.constant(seed, tf.int64), e])
-        )
-        shuffled = tf.gather(x, tf.argsort(keys))
-        return tf.reshape(shuffled, (n_batches, batch_size, x.shape[1]))
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self._epoch, self._order = -1, None
 
-    ds = tf.data.Dataset.range(epochs).map(epoch).unbatch()
-    return ds.map(lambda b: (b, b)), n_batches
+        def __len__(self):
+            return epochs * n_batches
+
+        def __getitem__(self, index):
+            epoch, batch = divmod(int(index), n_batches)
+            if epoch != self._epoch:
+                rng = np.random.default_rng([seed, epoch])
+                self._epoch, self._order = epoch, rng.permutation(len(x))
+            rows = x[self._order[batch * batch_size : (batch + 1) * batch_size]]
+            return rows, rows
+
+    return Batches(), n_batches
 
 
 def train_autoencoder(
-    x_train,
-    regularizer,
+    x_train: np.ndarray,
+    regularizer: Any,
     *,
     units: int,
     epochs: int,
@@ -137,7 +152,8 @@ def train_autoencoder(
     learning_rate: float,
     seed: int,
     verbose: int = 0,
-):
+    callbacks: list | None = None,
+) -> tuple:
     """Fits the linear autoencoder; returns ``(autoencoder, encoder)``."""
     import keras
 
@@ -164,16 +180,17 @@ def train_autoencoder(
     # One Keras "epoch" per 10% of the steps keeps the loop overhead small.
     chunks = _common.chunk_count(total)
     model.fit(
-        ds.repeat(),
+        ds,
         steps_per_epoch=total // chunks,
         epochs=chunks,
-        verbose=2 if verbose else 0,
-        shuffle=False,  # the pipeline reshuffles every epoch
+        verbose=verbose,
+        shuffle=False,  # the dataset reshuffles every epoch
+        callbacks=callbacks,
     )
     return model, keras.Model(inputs, code)
 
 
-def score(h, x, x_hat, d: int = 4) -> dict:
+def score(h: np.ndarray, x: np.ndarray, x_hat: np.ndarray, d: int = 4) -> dict:
     """The row of scores of one code ``h`` of held-out data ``x``.
 
     ``d`` is the number of factors (TdV's ``d``, capped at the code units).
@@ -230,26 +247,49 @@ def _plot_metrics(table, path):
 
 
 def main(args: argparse.Namespace) -> int:
-    """Runs the experiment; returns 0."""
-    import keras
-
-    from keras_disentangle import datasets, plots
-    from keras_disentangle.regularizers import CovarianceL1
-
-    out = _common.output_dir(args, NAME)
+    """Runs the experiment; returns 0 (2 for a bad ``--lambdas``)."""
     seeds = _common.seed_list(args, default=3, quick_default=1)
     epochs = _common.pick(args.epochs, 2000, 100, args.quick)
     lambdas = _common.pick(args.lambdas, LAMBDAS, QUICK_LAMBDAS, args.quick)
     l1_lambdas = _common.pick(args.l1_lambdas, L1_LAMBDAS, QUICK_L1_LAMBDAS, args.quick)
+    if not lambdas or min(lambdas + tuple(l1_lambdas)) < 0:
+        return _common.fail(
+            "covariance: argument --lambdas: expected one or more numbers >= 0 "
+            f"(and --l1-lambdas >= 0). Received: --lambdas={lambdas}, "
+            f"--l1-lambdas={l1_lambdas}",
+            2,
+        )
+    out = _common.output_dir(args, NAME)
     runs = [("L_Sigma", lam) for lam in lambdas]
     runs += [("L1", lam) for lam in l1_lambdas if lam > 0]
     _common.progress(
         f"covariance: {len(seeds)} projection(s) x {len(runs)} runs, "
         f"{epochs} epochs each; output in {out}"
     )
+    n_train = int(0.8 * args.n)
+    batch_size = min(args.batch_size, n_train)
+    chunks = _common.chunk_count(n_train // batch_size * epochs)
+    bar = _common.RunProgress(
+        len(seeds) * len(runs) * chunks, NAME, enabled=args.verbose == 1
+    )
+    start = time.perf_counter()
+    try:
+        rows, codes = _runs(args, seeds, runs, epochs, batch_size, bar)
+    finally:
+        bar.close()
+    _report(args, rows, codes, lambdas, start, out)
+    return 0
+
+
+def _runs(args, seeds, runs, epochs, batch_size, bar) -> tuple:
+    """Trains every run on every projection; per-run rows and codes."""
+    import keras
+
+    from keras_disentangle import datasets
+    from keras_disentangle.regularizers import CovarianceL1
+
     rows = []
     codes = {}
-    start = time.perf_counter()
     for seed in seeds:
         data = datasets.random_projection(
             n=args.n,
@@ -274,10 +314,11 @@ def main(args: argparse.Namespace) -> int:
                 regularizer,
                 units=args.units,
                 epochs=epochs,
-                batch_size=min(args.batch_size, n_train),
+                batch_size=batch_size,
                 learning_rate=args.learning_rate,
                 seed=seed,
-                verbose=args.verbose,
+                verbose=_common.fit_verbose(args),
+                callbacks=[bar.callback()],
             )
             h = encoder.predict(x_test, verbose=0)
             x_hat = model.predict(x_test, verbose=0)
@@ -293,13 +334,21 @@ def main(args: argparse.Namespace) -> int:
                 f"tdv={row['tdv']:.3f} ud90={row['ud90']} "
                 f"({row['seconds']:.1f}s)"
             )
+    return rows, codes
+
+
+def _report(args, rows, codes, lambdas, start, out) -> None:
+    """Prints the table, writes the CSV files and the plots."""
+    from keras_disentangle import plots
+
     table = _common.mean_std(rows, ["regularizer", "lambda"], METRICS)
     _common.print_table(
         [{**r, "lambda": f"{r['lambda']:.3g}"} for r in table],
         COLUMNS + ["ud90_std"],
         title=(
             f"\nLinear autoencoder, {args.units}-unit code, mean over "
-            f"{len(seeds)} projection(s) ({time.perf_counter() - start:.0f}s)"
+            f"{len({r['seed'] for r in rows})} projection(s) "
+            f"({time.perf_counter() - start:.0f}s)"
         ),
     )
     _common.write_csv(rows, out / "covariance_runs.csv")
@@ -313,4 +362,3 @@ def main(args: argparse.Namespace) -> int:
             )
             _common.save_figure(fig, out / f"covariance_code_{name}.png")
     _common.progress(f"wrote {out}/covariance.csv, covariance_runs.csv and PNGs")
-    return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -86,21 +87,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def active_units(h, fraction: float = 0.01) -> int:
-    """Units whose variance is at least ``fraction`` of the layer's total.
-
-    >>> h = np.array([[0.0, 0.5, 1.0], [1.0, 0.5, 1.0], [0.0, 0.51, 0.0]])
-    >>> active_units(h)
-    2
-    """
-    var = np.var(np.asarray(h, dtype="float64"), axis=0, ddof=1)
-    total = var.sum()
-    if total <= 0:
-        return 0
-    return int(np.sum(var >= fraction * total))
-
-
-def build_model(units: int, weight: float, seed: int):
+def build_model(units: int, weight: float, seed: int) -> tuple:
     """Two sigmoid hidden layers (``hidden_1``, ``hidden_2``) and an output."""
     import keras
 
@@ -122,26 +109,43 @@ def build_model(units: int, weight: float, seed: int):
     return keras.Model(inputs, outputs), keras.Model(inputs, [h1, h2])
 
 
-def train(x, y, *, units, weight, steps, learning_rate, seed, verbose=0):
-    """Full-batch training; returns ``(model, hidden_model)``."""
+def train(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    units: int,
+    weight: float,
+    steps: int,
+    learning_rate: float,
+    seed: int,
+    verbose: int = 0,
+    callbacks: list | None = None,
+) -> tuple:
+    """Full-batch training; returns ``(model, hidden_model)``.
+
+    The ``steps`` full-batch steps run as ``chunk_count(steps)`` Keras epochs
+    over the four examples tiled in order (NumPy arrays, no shuffle: every
+    batch is the full batch), so it runs on every Keras backend.
+    """
     import keras
-    import tensorflow as tf
 
     model, hidden = build_model(units, weight, seed)
+    chunks = _common.chunk_count(steps)
+    per_chunk = steps // chunks
     model.compile(
         keras.optimizers.Adam(learning_rate),
         "binary_crossentropy",
         jit_compile=True,
-        steps_per_execution=min(steps, 500),
+        steps_per_execution=min(per_chunk, 500),
     )
-    chunks = _common.chunk_count(steps)
-    ds = tf.data.Dataset.from_tensors((x, y[:, None])).repeat()
     model.fit(
-        ds,
-        steps_per_epoch=steps // chunks,
+        np.tile(x, (per_chunk, 1)),
+        np.tile(y[:, None], (per_chunk, 1)),
+        batch_size=len(x),
         epochs=chunks,
-        verbose=2 if verbose else 0,
+        verbose=verbose,
         shuffle=False,
+        callbacks=callbacks,
     )
     return model, hidden
 
@@ -172,7 +176,7 @@ def _plot_layers(hidden_by_variant, path, title):
 
 def main(args: argparse.Namespace) -> int:
     """Runs the experiment; returns 0."""
-    from keras_disentangle import datasets, scores
+    from keras_disentangle import datasets
 
     out = _common.output_dir(args, NAME)
     seeds = _common.seed_list(args, default=5, quick_default=1)
@@ -183,8 +187,25 @@ def main(args: argparse.Namespace) -> int:
         f"xor: {len(seeds)} seed(s) x 2 variants, {steps} full-batch steps; "
         f"output in {out}"
     )
-    rows = []
     start = time.perf_counter()
+    bar = _common.RunProgress(
+        len(seeds) * len(variants) * _common.chunk_count(steps),
+        NAME,
+        enabled=args.verbose == 1,
+    )
+    try:
+        rows = _runs(args, seeds, variants, steps, x, y, out, bar)
+    finally:
+        bar.close()
+    _report(args, rows, seeds, start, out)
+    return 0
+
+
+def _runs(args, seeds, variants, steps, x, y, out, bar) -> list:
+    """Trains both variants for every seed; one row per run."""
+    from keras_disentangle import scores
+
+    rows = []
     for seed in seeds:
         hidden_by_variant = {}
         for variant, weight in variants:
@@ -196,7 +217,8 @@ def main(args: argparse.Namespace) -> int:
                 steps=steps,
                 learning_rate=args.learning_rate,
                 seed=seed,
-                verbose=args.verbose,
+                verbose=_common.fit_verbose(args),
+                callbacks=[bar.callback()],
             )
             p = model.predict(x, verbose=0)[:, 0]
             h1, h2 = (np.asarray(h) for h in hidden.predict(x, verbose=0))
@@ -211,7 +233,7 @@ def main(args: argparse.Namespace) -> int:
                 "loss": float(loss),
             }
             for layer, h in ((1, h1), (2, h2)):
-                row[f"active_{layer}"] = active_units(h, args.active_fraction)
+                row[f"active_{layer}"] = scores.active_units(h, args.active_fraction)
                 row[f"ud90_{layer}"] = scores.utilized_dimensions(h)
                 row[f"cvr_{layer}"] = scores.cvr(h)
                 row[f"variances_{layer}"] = " ".join(
@@ -236,6 +258,11 @@ def main(args: argparse.Namespace) -> int:
             f"XOR, seed {seed}: hidden layers without and with L_Sigma "
             f"(λ = {args.weight:g})",
         )
+    return rows
+
+
+def _report(args, rows, seeds, start, out) -> None:
+    """Prints the tables and writes the CSV files."""
     _common.print_table(rows, COLUMNS, title="\nXOR, per seed")
     summary = _common.mean_std(
         rows,
@@ -254,4 +281,3 @@ def main(args: argparse.Namespace) -> int:
     _common.write_csv(rows, out / "xor_runs.csv")
     _common.write_csv(summary, out / "xor.csv")
     _common.progress(f"wrote {out}/xor.csv, xor_runs.csv and xor_seed*.png")
-    return 0
