@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from keras_disentangle import cli
+from keras_disentangle import cli, scores
 from keras_disentangle.experiments import xor
 
 COLUMNS = ["variant", "seed", "accuracy", "loss", "active_1", "active_2"]
@@ -16,15 +16,16 @@ def _read(path):
         return list(csv.DictReader(handle))
 
 
-def test_active_units_against_a_loop():
+def test_xor_counts_active_units_with_the_scores_rule():
+    # xor's column is scores.active_units (one home for the variance share).
     rng = np.random.default_rng(0)
     for _ in range(5):
         h = rng.random((4, 6)) * rng.choice([1e-3, 1.0, 0.05], size=6)
         var = [np.var(h[:, j], ddof=1) for j in range(6)]
         total = sum(var)
         expected = sum(1 for v in var if v >= 0.01 * total)
-        assert xor.active_units(h, 0.01) == expected
-    assert xor.active_units(np.ones((4, 3))) == 0
+        assert scores.active_units(h, 0.01) == expected
+    assert scores.active_units(np.ones((4, 3))) == 0
 
 
 def test_quick_run_writes_table_csv_and_plots(tmp_path, capsys):
