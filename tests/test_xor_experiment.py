@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from keras_disentangle import cli, scores
-from keras_disentangle.experiments import xor
 
 COLUMNS = ["variant", "seed", "accuracy", "loss", "active_1", "active_2"]
 
