@@ -410,7 +410,7 @@ class IMSAT(keras.Model):
     @property
     def n_outputs(self) -> int:
         """``n_clusters`` or ``n_bits``."""
-        return self.n_clusters or self.n_bits
+        return int(self.n_clusters or self.n_bits or 0)
 
     # ----------------------------------------------------------------- inputs
 
