@@ -625,6 +625,28 @@ class IMSAT(keras.Model):
 
     # ------------------------------------------------------------ prediction
 
+    def _predict_head(self, head, x, batch_size, verbose, steps, callbacks):
+        """``predict`` for ``predict_clusters``/``predict_codes`` (silent by
+        default); raises unless the model has the ``head`` they need."""
+        if getattr(self, head) is None:
+            method, other = (
+                ("predict_clusters", "predict_codes")
+                if head == "n_clusters"
+                else ("predict_codes", "predict_clusters")
+            )
+            raise ValueError(
+                f"{method} needs a model with {head}; this one has "
+                f"n_clusters={self.n_clusters}, n_bits={self.n_bits}: use "
+                f"{other}."
+            )
+        return self.predict(
+            x,
+            batch_size=batch_size,
+            verbose=0 if verbose == "auto" else verbose,
+            steps=steps,
+            callbacks=callbacks,
+        )
+
     def predict_clusters(
         self,
         x,
@@ -647,18 +669,7 @@ class IMSAT(keras.Model):
         Returns:
             int64 array of cluster ids in ``[0, n_clusters)``.
         """
-        if not self.n_clusters:
-            raise ValueError(
-                "predict_clusters needs a clustering model (n_clusters); this "
-                f"one has n_bits={self.n_bits}: use predict_codes."
-            )
-        p = self.predict(
-            x,
-            batch_size=batch_size,
-            verbose=0 if verbose == "auto" else verbose,
-            steps=steps,
-            callbacks=callbacks,
-        )
+        p = self._predict_head("n_clusters", x, batch_size, verbose, steps, callbacks)
         return np.argmax(p, axis=-1).astype(np.int64)
 
     def predict_codes(
@@ -682,18 +693,7 @@ class IMSAT(keras.Model):
         Returns:
             int32 array of ``{0, 1}`` codes.
         """
-        if not self.n_bits:
-            raise ValueError(
-                "predict_codes needs a hashing model (n_bits); this one has "
-                f"n_clusters={self.n_clusters}: use predict_clusters."
-            )
-        p = self.predict(
-            x,
-            batch_size=batch_size,
-            verbose=0 if verbose == "auto" else verbose,
-            steps=steps,
-            callbacks=callbacks,
-        )
+        p = self._predict_head("n_bits", x, batch_size, verbose, steps, callbacks)
         return (p > 0.5).astype(np.int32)
 
     # ---------------------------------------------------------- serialising
