@@ -169,10 +169,10 @@ def strokes_from_skeleton(skeleton) -> np.ndarray:
 
     Example:
 
-    >>> skeleton = np.zeros((5, 5), bool)
-    >>> skeleton[1, 1:4] = True  # a horizontal bar from (1, 1) to (3, 1)
-    >>> strokes_from_skeleton(skeleton).tolist()
-    [[1, 1, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1]]
+        >>> skeleton = np.zeros((5, 5), bool)
+        >>> skeleton[1, 1:4] = True  # a horizontal bar from (1, 1) to (3, 1)
+        >>> strokes_from_skeleton(skeleton).tolist()
+        [[1, 1, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1]]
 
     References:
         E. D. de Jong, "MNIST digits stroke sequence data", 2016,
@@ -239,10 +239,10 @@ def strokes_to_points(rows) -> list[np.ndarray]:
 
     Example:
 
-    >>> rows = [[2, 3, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 2, 0, 0],
-    ...         [0, 1, 0, 0], [0, 0, 1, 1]]
-    >>> [s.tolist() for s in strokes_to_points(rows)]
-    [[[2, 3], [3, 3]], [[3, 5], [3, 6]]]
+        >>> rows = [[2, 3, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 2, 0, 0],
+        ...         [0, 1, 0, 0], [0, 0, 1, 1]]
+        >>> [s.tolist() for s in strokes_to_points(rows)]
+        [[[2, 3], [3, 3]], [[3, 5], [3, 6]]]
     """
     rows = np.asarray(rows)
     if rows.ndim != 2 or rows.shape[1] != 4:

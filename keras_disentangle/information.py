@@ -10,6 +10,7 @@ Every function takes probabilities (softmax rows or per-bit sigmoid outputs),
 knows no Keras object and runs on every Keras 3 backend. Logarithms are taken
 of ``max(p, 1e-12)``: ``0 log 0`` counts as 0 and a saturated sigmoid gives a
 finite value and gradient. Half-precision inputs are computed in float32.
+A batch mean over an empty batch is 0, not NaN (an empty replica slice).
 
 Notation: ``p`` has shape ``(N, K)``, ``N`` samples of a categorical
 distribution over ``K`` values, or ``N`` samples of ``K`` independent bits
@@ -30,6 +31,7 @@ __all__ = [
     "bit_conditional_entropy",
     "bit_marginal_entropy",
     "bit_pair_mutual_information",
+    "bit_pair_mutual_information_from_moments",
     "categorical_kl",
     "bernoulli_kl",
 ]
@@ -43,6 +45,12 @@ def _log(p):
 
 def _xlogx(p):
     return p * _log(p)
+
+
+def _batch_mean(x):
+    """Mean over axis 0 that is 0, not NaN, for an empty batch."""
+    n = ops.cast(ops.shape(x)[0], x.dtype)
+    return ops.sum(x, axis=0) / ops.maximum(n, 1.0)
 
 
 def _check_2d(p, name):
@@ -93,7 +101,7 @@ def conditional_entropy(p):
         >>> float(conditional_entropy(np.eye(3)))  # confident predictions
         0.0
     """
-    return ops.mean(entropy(_check_2d(p, "p"), axis=-1))
+    return _batch_mean(entropy(_check_2d(p, "p"), axis=-1))
 
 
 def marginal_entropy(p):
@@ -114,7 +122,7 @@ def marginal_entropy(p):
         >>> round(float(marginal_entropy(np.eye(4))), 4)  # log 4
         1.3863
     """
-    return entropy(ops.mean(_check_2d(p, "p"), axis=0))
+    return entropy(_batch_mean(_check_2d(p, "p")))
 
 
 def bernoulli_entropy(p):
@@ -154,7 +162,7 @@ def bit_conditional_entropy(p):
         2.0794
     """
     p = _check_2d(p, "p")
-    return ops.mean(ops.sum(bernoulli_entropy(p), axis=-1))
+    return _batch_mean(ops.sum(bernoulli_entropy(p), axis=-1))
 
 
 def bit_marginal_entropy(p):
@@ -173,7 +181,7 @@ def bit_marginal_entropy(p):
         0.6931
     """
     p = _check_2d(p, "p")
-    return ops.sum(bernoulli_entropy(ops.mean(p, axis=0)))
+    return ops.sum(bernoulli_entropy(_batch_mean(p)))
 
 
 def bit_pair_mutual_information(p):
@@ -208,12 +216,58 @@ def bit_pair_mutual_information(p):
         0.6931
     """
     p = _check_2d(p, "p")
-    n = ops.cast(ops.shape(p)[0], p.dtype)
-    k = p.shape[-1]
-    pbar = ops.mean(p, axis=0)
-    pi = ops.expand_dims(pbar, 1)
-    pj = ops.expand_dims(pbar, 0)
-    p11 = ops.matmul(ops.transpose(p), p) / n
+    n = ops.maximum(ops.cast(ops.shape(p)[0], p.dtype), 1.0)
+    return bit_pair_mutual_information_from_moments(
+        _batch_mean(p), ops.matmul(ops.transpose(p), p) / n
+    )
+
+
+def bit_pair_mutual_information_from_moments(mean, second_moment):
+    """``bit_pair_mutual_information`` from the batch moments of ``p``.
+
+    With ``pbar = 1/N sum_n p_n`` (``mean``) and ``C = 1/N sum_n p_n p_n^T``
+    (``second_moment``), the joint of bits ``i`` and ``j`` is
+    ``P_ij(1, 1) = C_ij``, ``P_ij(1, 0) = pbar_i - C_ij``,
+    ``P_ij(0, 1) = pbar_j - C_ij`` and ``P_ij(0, 0) = 1 - pbar_i - pbar_j +
+    C_ij``, and the result is
+
+    ``sum_{i<j} sum_{a,b} P_ij(a, b) log(P_ij(a, b) / (pbar_i(a) pbar_j(b)))``.
+
+    The moments are sums divided by a count, so they can be summed over
+    several devices first (IMSAT's ``synchronized=True``) or weighted.
+
+    Args:
+        mean: ``(K,)`` mean per-bit probabilities ``pbar``.
+        second_moment: ``(K, K)`` mean outer products ``C``.
+
+    Returns:
+        Scalar tensor: the sum over the ``K (K - 1) / 2`` unordered pairs.
+
+    Example:
+
+        >>> import numpy as np
+        >>> p = np.array([[0.0, 0.0], [1.0, 1.0]])  # bit 2 repeats bit 1
+        >>> mi = bit_pair_mutual_information_from_moments(p.mean(0), p.T @ p / 2)
+        >>> round(float(mi), 4)  # log 2
+        0.6931
+    """
+    mean = _float(mean)
+    second_moment = ops.cast(second_moment, mean.dtype)
+    if len(mean.shape) != 1:
+        raise ValueError(
+            "Invalid shape for argument mean: expected a tensor of rank 1 (K,). "
+            f"Received: mean.shape={mean.shape}"
+        )
+    k = mean.shape[0]
+    if tuple(second_moment.shape) != (k, k):
+        raise ValueError(
+            "Invalid shape for argument second_moment: expected (K, K) with "
+            f"K={k} (the length of mean). Received: "
+            f"second_moment.shape={second_moment.shape}"
+        )
+    pi = ops.expand_dims(mean, 1)
+    pj = ops.expand_dims(mean, 0)
+    p11 = second_moment
     p10 = pi - p11
     p01 = pj - p11
     p00 = 1.0 - pi - pj + p11
@@ -227,7 +281,7 @@ def bit_pair_mutual_information(p):
     for joint, product in cells:
         joint = ops.maximum(joint, 0.0)  # rounding
         mi = mi + joint * (_log(joint) - _log(product))
-    upper = ops.triu(ops.ones((k, k), dtype=p.dtype), k=1)
+    upper = ops.triu(ops.ones((k, k), dtype=mean.dtype), k=1)
     return ops.sum(mi * upper)
 
 

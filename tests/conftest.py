@@ -60,9 +60,14 @@ def pytest_collection_modifyitems(config, items):
             )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mirrored_strategy():
-    """A ``tf.distribute.MirroredStrategy`` over two logical CPUs (TensorFlow)."""
+    """A ``tf.distribute.MirroredStrategy`` over two logical CPUs (TensorFlow).
+
+    One for the whole session: a second strategy over the same devices
+    reuses the first one's collective instance keys, and its replica-context
+    all-reduces then fail with "Shape mismatch in the collective instance".
+    """
     if BACKEND != "tensorflow":
         pytest.skip("tf.distribute needs the TensorFlow backend")
     import tensorflow as tf

@@ -225,13 +225,13 @@ class RunProgress:
 
     Example:
 
-    >>> import io
-    >>> stream = io.StringIO()
-    >>> bar = RunProgress(4, label="demo", stream=stream, every=0)
-    >>> bar.advance(2)
-    >>> bar.close()
-    >>> print(stream.getvalue().splitlines()[0].split(" ETA")[0])
-    [demo] 2/4 epochs (50%)
+        >>> import io
+        >>> stream = io.StringIO()
+        >>> bar = RunProgress(4, label="demo", stream=stream, every=0)
+        >>> bar.advance(2)
+        >>> bar.close()
+        >>> print(stream.getvalue().splitlines()[0].split(" ETA")[0])
+        [demo] 2/4 epochs (50%)
     """
 
     #: The bar on screen, if any (:func:`progress` clears and redraws it).

@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_disentangle import information
-from keras_disentangle._backend import assert_tf_backend
+from keras_disentangle._backend import value_and_gradient
+from keras_disentangle._distribute import replica_sum, scale_for_replicas
 from keras_disentangle._validation import (
     check_choice,
     check_non_negative,
     check_positive,
     check_positive_int,
+    check_seed,
 )
 from keras_disentangle.models._serialization import deserialize_sub_objects
 
-__all__ = ["IMSAT", "knn_distance"]
+__all__ = ["IMSAT", "imsat_mlp", "knn_distance"]
 
 _INPUT_KEYS = ("x", "knn_distance")
+_SEED_STATE_KEY = "seed_generator_state"
+_TINY = 1e-12
+
+# The authors' neighbour: calculate_distance.py sets the sample's own distance
+# to 1000, sorts, and keeps sorted_dist[10], the 11th-nearest other sample.
+AUTHORS_NEIGHBOR = 11
 
 
-def knn_distance(x, n_neighbors: int = 10, batch_size: int = 512) -> np.ndarray:
+def knn_distance(x, n_neighbors: int = AUTHORS_NEIGHBOR) -> np.ndarray:
     """Euclidean distance from every sample to its ``n_neighbors``-th neighbour.
 
-    Exact, by chunked matrix products (``|a - b|^2 = |a|^2 - 2 a.b + |b|^2``),
-    ``batch_size`` rows at a time, so memory is ``O(batch_size * N)``; the
-    sample itself is not its own neighbour (another sample equal to it is, at
-    distance 0). Samples are flattened over all axes but the first.
+    The sample itself is not its own neighbour (another sample equal to it
+    is, at distance 0); samples are flattened over all axes but the first.
+    Exact, by scikit-learn's brute-force ``NearestNeighbors`` (chunked, so
+    memory stays bounded). The default, 11, is the authors' choice: their
+    ``calculate_distance.py`` moves the sample itself to the end of the sorted
+    distances and keeps ``sorted_dist[10]``, i.e. the 11th-nearest other
+    sample (their file is named ``10th_neighbor.txt``).
 
     Args:
-        x: array ``(N, ...)`` with ``N > n_neighbors``.
-        n_neighbors: which neighbour (IMSAT's default: the 10th).
-        batch_size: rows per chunk.
+        x: array ``(N, ...)`` with ``N > n_neighbors``, no NaN or infinity.
+        n_neighbors: which neighbour, counted from 1 (the nearest other
+            sample).
 
     Returns:
         float32 array ``(N,)``.
@@ -45,26 +56,124 @@ def knn_distance(x, n_neighbors: int = 10, batch_size: int = 512) -> np.ndarray:
         >>> import numpy as np
         >>> knn_distance(np.array([[0.0], [1.0], [3.0]]), n_neighbors=1).tolist()
         [1.0, 1.0, 2.0]
+
+    References:
+        Hu et al., IMSAT, ICML 2017, section 4.1 (the per-sample radius);
+        reference code github.com/weihua916/imsat, ``calculate_distance.py``.
     """
+    from sklearn.neighbors import NearestNeighbors
+
     n_neighbors = check_positive_int("n_neighbors", n_neighbors)
-    batch_size = check_positive_int("batch_size", batch_size)
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if x.ndim < 1 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(
+            "Invalid value for argument x: expected a numeric array (N, ...). "
+            f"Received: x with dtype {x.dtype} and shape {x.shape}"
+        )
     x = x.reshape(len(x), -1)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(
+            "Invalid value for argument x: expected finite values. Received: x "
+            "with NaN or infinite entries"
+        )
     n = len(x)
     if n <= n_neighbors:
         raise ValueError(
             "Invalid value for argument x: expected more samples than "
             f"n_neighbors={n_neighbors}. Received: x with {n} samples"
         )
-    sq = np.sum(x**2, axis=1)
-    out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        d2 = sq[start:stop, None] - 2.0 * x[start:stop] @ x.T + sq[None, :]
-        d2[np.arange(stop - start), np.arange(start, stop)] = np.inf  # self
-        kth = np.partition(d2, n_neighbors - 1, axis=1)[:, n_neighbors - 1]
-        out[start:stop] = np.sqrt(np.maximum(kth, 0.0))
-    return out.astype(np.float32)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    search = NearestNeighbors(n_neighbors=n_neighbors, algorithm="brute").fit(x)
+    distances, _ = search.kneighbors()  # without X: a sample is not its own
+    return distances[:, n_neighbors - 1].astype(np.float32)
+
+
+def imsat_mlp(
+    input_dim: int,
+    n_outputs: int,
+    hidden: Sequence[int] = (1200, 1200),
+    *,
+    weight_scale: float = 0.1,
+    head_scale: float = 1e-4,
+    seed: int | None = None,
+    name: str = "imsat_mlp",
+) -> keras.Sequential:
+    """The authors' IMSAT encoder: Dense-BatchNorm-ReLU blocks and a linear head.
+
+    ``input_dim -> hidden[0] -> ... -> n_outputs`` logits (no activation),
+    initialised as the authors' Chainer code (``imsat_cluster.py``,
+    ``imsat_hash.py``): each ``Linear(fan_in, units, wscale=s)`` of Chainer
+    1.21 draws its weights from ``N(0, s / fan_in)``, i.e. a standard
+    deviation of ``sqrt(s / fan_in)`` (Chainer scales by the square root of
+    ``wscale``; chainer/chainer#1806), with ``s = weight_scale = 0.1`` for the
+    hidden layers and ``s = head_scale = 1e-4`` for the head (a near-zero
+    head: the first predictions are almost uniform); biases start at 0.
+    BatchNormalization follows Chainer's defaults: ``epsilon=2e-5`` and
+    moving-average decay 0.9 (Keras ``momentum=0.9``), scale 1 and offset 0.
+    The authors use ``hidden=(1200, 1200)`` for clustering and ``(400, 400)``
+    for 16-bit hashing, on inputs scaled to ``[-1, 1]``.
+
+    Args:
+        input_dim: number of input features (flatten images first).
+        n_outputs: number of logits: ``n_clusters`` or ``n_bits``.
+        hidden: units of the hidden layers (may be empty: a linear model).
+        weight_scale: Chainer's ``wscale`` of the hidden layers.
+        head_scale: Chainer's ``wscale`` of the head.
+        seed: seed of the initial weights (``None``: Keras's global seed).
+        name: name of the ``keras.Sequential`` model.
+
+    Returns:
+        An unbuilt-free ``keras.Sequential`` (built on ``input_dim``).
+
+    Example:
+
+        >>> encoder = imsat_mlp(64, 10, hidden=(32, 32), seed=0)
+        >>> encoder.output_shape
+        (None, 10)
+        >>> [layer.__class__.__name__ for layer in encoder.layers][:3]
+        ['Dense', 'BatchNormalization', 'ReLU']
+
+    References:
+        Hu et al., IMSAT, ICML 2017, section 5; reference code
+        github.com/weihua916/imsat (``Encoder`` in ``imsat_cluster.py``).
+    """
+    input_dim = check_positive_int("input_dim", input_dim)
+    n_outputs = check_positive_int("n_outputs", n_outputs)
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise ValueError(
+            "Invalid value for argument hidden: expected a sequence of "
+            f"integers >= 1. Received: hidden={hidden!r}"
+        )
+    hidden = [check_positive_int("hidden", units) for units in hidden]
+    weight_scale = check_positive("weight_scale", weight_scale)
+    head_scale = check_positive("head_scale", head_scale)
+    seed = check_seed("seed", seed)
+    seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, len(hidden) + 1)
+
+    def initializer(scale, fan_in, i):
+        return keras.initializers.RandomNormal(
+            stddev=float(np.sqrt(scale / fan_in)),
+            seed=None if seed is None else int(seeds[i]),
+        )
+
+    layers: list[Any] = [keras.Input((input_dim,))]
+    fan_in = input_dim
+    for i, units in enumerate(hidden):
+        layers += [
+            keras.layers.Dense(
+                units, kernel_initializer=initializer(weight_scale, fan_in, i)
+            ),
+            keras.layers.BatchNormalization(momentum=0.9, epsilon=2e-5),
+            keras.layers.ReLU(),
+        ]
+        fan_in = units
+    layers.append(
+        keras.layers.Dense(
+            n_outputs, kernel_initializer=initializer(head_scale, fan_in, len(hidden))
+        )
+    )
+    return keras.Sequential(layers, name=name)
 
 
 def _unit(d):
@@ -72,6 +181,24 @@ def _unit(d):
     axes = tuple(range(1, len(d.shape)))
     d = d / (1e-12 + ops.max(ops.abs(d), axis=axes, keepdims=True))
     return d / ops.sqrt(1e-6 + ops.sum(ops.square(d), axis=axes, keepdims=True))
+
+
+def _replica_sum_flat(stats: dict) -> dict:
+    """``replica_sum`` of a dict of tensors as ONE all-reduce of one vector.
+
+    One collective (and one in the backward pass) of a few numbers: the
+    replicas never disagree on the order or the packing of several.
+    """
+    keys = sorted(stats)
+    shapes = [tuple(stats[k].shape) for k in keys]
+    flat = ops.concatenate([ops.reshape(stats[k], (-1,)) for k in keys], axis=0)
+    flat = replica_sum(flat)
+    out, start = {}, 0
+    for key, shape in zip(keys, shapes, strict=True):
+        size = int(np.prod(shape, dtype=np.int64))
+        out[key] = ops.reshape(flat[start : start + size], shape)
+        start += size
+    return out
 
 
 def _check_optional_positive(name, value):
@@ -91,51 +218,91 @@ class IMSAT(keras.Model):
     - clustering: ``L = R_SAT + lam * (H(Y|X) - mu * H(Y))``;
     - hashing: ``L = R_SAT + lam * (H(Y|X) - H(Y) + sum_{i != j} I(y_i; y_j))``
 
-    with ``H(Y|X)`` the batch mean of the per-sample entropies, ``H(Y)`` the
-    entropy of the batch-mean prediction (for bits: the sum of the bits'
-    marginal Bernoulli entropies) and ``I(y_i; y_j)`` the mutual information
-    of two bits from their batch joint (``keras_disentangle.information``).
-    The pair sum runs over ordered pairs, i.e. twice the sum over unordered
-    pairs, as the authors' ``imsat_hash.py`` computes it. Any loss of the
-    encoder's layers (``self.losses``: regularizers) is added.
+    with ``H(Y|X) = 1/N sum_n H(p_n)`` the batch mean of the per-sample
+    entropies, ``H(Y) = H(pbar)`` the entropy of the batch-mean prediction
+    ``pbar = 1/N sum_n p_n`` (for bits: the sum of the bits' marginal
+    Bernoulli entropies) and ``I(y_i; y_j)`` the mutual information of two
+    bits from their batch joint (``keras_disentangle.information``). The pair
+    sum runs over ordered pairs, i.e. twice the sum over unordered pairs, as
+    the authors' ``imsat_hash.py`` computes it. Any loss of the encoder's
+    layers (``self.losses``: regularizers) is added, as Keras does.
 
     ``R_SAT = 1/N sum_n KL(p(y|x_n) || p(y|T(x_n)))``, categorical or summed
     per-bit Bernoulli KL, with the clean prediction held constant
     (``stop_gradient``). ``T`` is one of:
 
     - ``"vat"``: virtual adversarial perturbation, ``T(x) = x + eps * g/|g|``
-      with ``g`` the input gradient of ``KL(p(y|x) || p(y|x + xi d))`` for a
-      random unit direction ``d`` (one power iteration);
+      with ``g`` the input gradient of ``KL(p(y|x) || p(y|x + xi d))`` at a
+      random unit direction ``d`` (one power iteration), taken with
+      ``keras_disentangle._backend.value_and_gradient`` on the TensorFlow,
+      JAX and PyTorch backends, also inside ``jit_compile``;
     - ``"rpt"``: ``T(x) = x + eps * d`` with ``d`` a random unit direction;
     - a callable ``x -> T(x)``: your own augmentation (to save and reload
       the model, register it with ``keras.saving.register_keras_serializable``).
 
     The radius ``eps`` is per sample by default, ``eps_scale`` times the
-    distance from the sample to its ``n_neighbors``-th nearest neighbour in
-    the training data. Those distances are computed once, before training, by
-    ``model.knn_inputs(x)``, which returns the dict
-    ``{"x": x, "knn_distance": d}`` to pass to ``fit``/``evaluate`` in place
-    of ``x``: Keras then batches and shuffles the distances with the samples,
-    also for a ``tf.data.Dataset`` of such dicts. With a fixed ``epsilon``
-    the model trains on plain ``x``.
+    distance from the sample to its ``n_neighbors``-th nearest other sample
+    in the training data (the authors' 11th: ``knn_distance``). Those
+    distances are computed once, before training, by ``model.knn_inputs(x)``,
+    which returns the dict ``{"x": x, "knn_distance": d}`` to pass to
+    ``fit``/``evaluate`` in place of ``x``: Keras then batches and shuffles
+    the distances with the samples, also for a ``tf.data.Dataset`` of such
+    dicts. With a fixed ``epsilon`` the model trains on plain ``x``.
 
     Perturbed inputs go through the encoder with ``stateless_call``, so they
     use batch statistics in BatchNormalization (as the clean training pass
     does) but only the clean pass updates the moving statistics, as in the
-    authors' code. ``"vat"`` needs an input gradient inside the loss and is
-    implemented for the TensorFlow backend only; ``"rpt"`` and callables use
-    ``keras.ops`` only. Everything goes through ``compute_loss``, so Keras's
-    own ``train_step`` (mixed precision, distribution, metrics) is kept.
+    authors' code. Everything goes through ``compute_loss``, so Keras's own
+    ``train_step`` (mixed precision, distribution, metrics) is kept.
 
-    ``model(x)`` and ``predict_proba(x)`` give the probabilities; ``predict``
-    gives cluster ids (``int64``) or ``{0, 1}`` codes (``int32``). IMSAT is
-    unsupervised: ``y`` is ignored and ``compile(loss=...)`` raises. The loss
-    terms are logged as ``r_sat``, ``conditional_entropy``, ``marginal_entropy``
-    (and ``pair_mutual_information`` for bits).
+    **Sample weights.** With ``sample_weight`` ``w`` every batch mean above
+    is the weighted mean ``sum_n w_n (.) / sum_n w_n`` (``pbar`` included):
+    the batch is the weighted empirical distribution, and ``w_n = 0`` leaves
+    a sample out. Keras hands ``sample_weight`` to the loss only when ``fit``
+    gets a ``y``: pass any ``y`` (IMSAT ignores it),
+    ``fit(x, np.zeros(len(x)), sample_weight=w)``.
+
+    **Several devices** (``tf.distribute``; replicas ``r = 1..R`` holding
+    slices ``B_r`` of ``n_r`` samples, ``N = sum_r n_r``). The per-sample
+    terms are always exact over the global batch: ``R_SAT`` and ``H(Y|X)``
+    are ``1/N`` times sums all-reduced over the replicas (not a mean of
+    per-replica means, so uneven and empty slices are exact). The batch
+    statistic ``H(Y)`` (and the bits' pair joints) depends on
+    ``synchronized``:
+
+    - ``synchronized=True``: ``H(pbar)`` with ``pbar = 1/N sum_{n in all B_r}
+      p_n`` from the all-reduced sum of ``p`` and the count (for bits also
+      ``1/N sum_n p_n p_n^T``, a ``K x K`` sum): the one-device value on the
+      global batch, and the same gradient;
+    - ``synchronized=False`` (default, as ``BatchNormalization``):
+      ``sum_r (n_r / N) H(pbar_r)`` with ``pbar_r`` the mean over the slice
+      ``B_r``: each replica's own statistic, weighted by its share of the
+      batch (the mean of the per-slice values for equal slices; an empty
+      slice counts 0).
+
+    Every replica returns ``L / R`` (Keras's per-replica scaling of every
+    loss term), so the optimizer's sum over replicas gives the one-device
+    gradient of ``L``; the logged loss and terms are ``L`` and its terms.
+    Without a strategy, on JAX (``keras.distribution.DataParallel`` computes
+    on the global batch) and on PyTorch both modes are the one-device loss,
+    at no extra cost.
+
+    ``model(x)`` and ``predict(x)`` give the probabilities (Keras's
+    ``predict`` signature and semantics); ``predict_clusters`` gives cluster
+    ids and ``predict_codes`` ``{0, 1}`` codes. IMSAT is unsupervised: ``y``
+    is ignored and ``compile(loss=...)`` raises. The loss terms are logged as
+    ``r_sat``, ``conditional_entropy``, ``marginal_entropy`` (and
+    ``pair_mutual_information`` for bits). The random directions come from a
+    ``keras.random.SeedGenerator`` whose state is saved with the model, so
+    training resumed from a saved model draws new directions.
+
+    Save with ``model.save("m.keras")``; load with ``import keras_disentangle``
+    first (it registers the class), then ``keras.saving.load_model``.
 
     Args:
         encoder: a Keras model or layer mapping inputs to ``n_clusters`` or
-            ``n_bits`` logits (no final activation).
+            ``n_bits`` logits (no final activation); ``imsat_mlp`` builds the
+            authors' one.
         n_clusters: number of clusters (softmax head). Exactly one of
             ``n_clusters`` and ``n_bits``.
         n_bits: number of hash bits (sigmoid head).
@@ -147,20 +314,23 @@ class IMSAT(keras.Model):
             (default) for the per-sample radius.
         eps_scale: the per-sample radius is ``eps_scale`` times the
             neighbour distance (authors: 0.25).
-        n_neighbors: which neighbour ``knn_inputs`` measures (authors: 10th).
-        seed: int seed of the random directions.
+        n_neighbors: which neighbour ``knn_inputs`` measures (authors: the
+            11th-nearest other sample).
+        synchronized: ``H(Y)`` from the global batch (``True``) or from each
+            replica's slice (``False``) under a ``tf.distribute`` strategy.
+        seed: seed of the random directions: ``None`` or an integer >= 0.
         **kwargs: passed to ``keras.Model`` (``name``...).
 
     Example:
 
         >>> import keras, numpy as np
         >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        >>> model = IMSAT(encoder, n_clusters=3, augmentation="rpt", seed=0)
+        >>> model = IMSAT(encoder, n_clusters=3, seed=0)
         >>> x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
         >>> model.compile(optimizer="adam")
         >>> history = model.fit(model.knn_inputs(x), epochs=1, verbose=0)
-        >>> model.predict(x, verbose=0).shape, model.predict_proba(x, verbose=0).shape
-        ((32,), (32, 3))
+        >>> model.predict(x, verbose=0).shape, model.predict_clusters(x).shape
+        ((32, 3), (32,))
 
     References:
         Hu, Miyato, Tokui, Matsumoto & Sugiyama, "Learning Discrete
@@ -179,11 +349,12 @@ class IMSAT(keras.Model):
         xi: float = 10.0,
         epsilon: float | None = None,
         eps_scale: float = 0.25,
-        n_neighbors: int = 10,
+        n_neighbors: int = AUTHORS_NEIGHBOR,
+        synchronized: bool = False,
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        # Every argument is checked before anything is built.
         if not isinstance(encoder, keras.layers.Layer):
             raise ValueError(
                 "Invalid value for argument encoder: expected a Keras model or "
@@ -201,27 +372,31 @@ class IMSAT(keras.Model):
             n_bits = check_positive_int("n_bits", n_bits)
         if not callable(augmentation):
             check_choice("augmentation", augmentation, ("vat", "rpt"))
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-        ):
+        lam = check_non_negative("lam", lam)
+        mu = check_non_negative("mu", mu)
+        xi = check_positive("xi", xi)
+        epsilon = _check_optional_positive("epsilon", epsilon)
+        eps_scale = check_positive("eps_scale", eps_scale)
+        n_neighbors = check_positive_int("n_neighbors", n_neighbors)
+        if not isinstance(synchronized, (bool, np.bool_)):
             raise ValueError(
-                "Invalid value for argument seed: expected an integer or None. "
-                f"Received: seed={seed!r}"
+                "Invalid value for argument synchronized: expected True or "
+                f"False. Received: synchronized={synchronized!r}"
             )
+        seed = check_seed("seed", seed)
+        super().__init__(**kwargs)
         self.encoder = encoder
         self.n_clusters = n_clusters
         self.n_bits = n_bits
         self.augmentation = augmentation
-        if augmentation == "vat":
-            # Fail at construction, not in the first step of fit.
-            assert_tf_backend('IMSAT(augmentation="vat")')
-        self.lam = check_non_negative("lam", lam)
-        self.mu = check_non_negative("mu", mu)
-        self.xi = check_positive("xi", xi)
-        self.epsilon = _check_optional_positive("epsilon", epsilon)
-        self.eps_scale = check_positive("eps_scale", eps_scale)
-        self.n_neighbors = check_positive_int("n_neighbors", n_neighbors)
-        self.seed = None if seed is None else int(seed)
+        self.lam = lam
+        self.mu = mu
+        self.xi = xi
+        self.epsilon = epsilon
+        self.eps_scale = eps_scale
+        self.n_neighbors = n_neighbors
+        self.synchronized = bool(synchronized)
+        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.r_sat_tracker = keras.metrics.Mean(name="r_sat")
         self.conditional_entropy_tracker = keras.metrics.Mean(
@@ -235,29 +410,26 @@ class IMSAT(keras.Model):
     @property
     def n_outputs(self) -> int:
         """``n_clusters`` or ``n_bits``."""
-        return self.n_clusters or self.n_bits
+        return int(self.n_clusters or self.n_bits or 0)
 
     # ----------------------------------------------------------------- inputs
 
-    def knn_inputs(self, x, batch_size: int = 512) -> dict:
+    def knn_inputs(self, x) -> dict:
         """``{"x": x, "knn_distance": d}`` for ``fit`` with per-sample radii.
 
         ``d`` is the distance of every sample to its ``n_neighbors``-th
-        neighbour in ``x`` (``knn_distance``); the step multiplies it by
-        ``eps_scale``, so ``eps_scale`` can be tuned without recomputing.
+        nearest other sample in ``x`` (``knn_distance``); the step multiplies
+        it by ``eps_scale``, so ``eps_scale`` can be tuned without
+        recomputing.
 
         Args:
             x: the training samples, array ``(N, ...)``.
-            batch_size: rows per chunk of the exact neighbour search.
 
         Returns:
             A dict of NumPy arrays.
         """
         x = np.asarray(x)
-        return {
-            "x": x,
-            "knn_distance": knn_distance(x, self.n_neighbors, batch_size),
-        }
+        return {"x": x, "knn_distance": knn_distance(x, self.n_neighbors)}
 
     @staticmethod
     def _unpack(inputs):
@@ -328,17 +500,21 @@ class IMSAT(keras.Model):
         return x + self._radius(x, knn) * d
 
     def _adversarial_direction(self, x, d, target, training):
-        assert_tf_backend('IMSAT(augmentation="vat")')
-        import tensorflow as tf
+        """One power iteration: the unit input gradient of the KL at ``xi d``.
 
-        with tf.GradientTape() as tape:
-            tape.watch(d)
-            q = self._perturbed_predict(x + self.xi * d, training)
-            kl = ops.mean(self._divergence(target, q))
-        grad = tape.gradient(kl, d)
+        The KL is summed over the samples (not averaged) so that an empty
+        replica slice gives 0, not NaN; the direction is normalised per
+        sample, so the scale does not matter.
+        """
+
+        def divergence(direction):
+            q = self._perturbed_predict(x + self.xi * direction, training)
+            return ops.sum(self._divergence(target, q))
+
+        _, grad = value_and_gradient(divergence, d)
         if grad is None:  # the encoder ignores its input
             return d
-        return _unit(ops.stop_gradient(grad))
+        return _unit(grad)
 
     # ------------------------------------------------------------------ loss
 
@@ -358,75 +534,183 @@ class IMSAT(keras.Model):
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def _batch_statistics(self, p, weights):
+        """The local sums every term is made of, and the batch statistic.
+
+        Returns a dict of sums over this replica's slice: ``count`` (sum of
+        the weights), ``p_sum`` and for bits ``pp_sum`` (synchronized) or the
+        count-weighted slice statistics ``marginal`` and ``pair`` (per
+        replica).
+        """
+        count = ops.sum(weights)
+        wp = p * ops.expand_dims(weights, -1)
+        stats = {"count": count}
+        if self.synchronized:
+            stats["p_sum"] = ops.sum(wp, axis=0)
+            if self.n_bits:
+                stats["pp_sum"] = ops.matmul(ops.transpose(wp), p)
+            return stats
+        safe = ops.maximum(count, _TINY)
+        mean = ops.sum(wp, axis=0) / safe
+        if self.n_clusters:
+            stats["marginal"] = count * information.entropy(mean)
+        else:
+            stats["marginal"] = count * ops.sum(information.bernoulli_entropy(mean))
+            second = ops.matmul(ops.transpose(wp), p) / safe
+            stats["pair"] = (
+                count
+                * information.bit_pair_mutual_information_from_moments(mean, second)
+            )
+        return stats
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         del y  # unsupervised
-        if sample_weight is not None:
-            raise ValueError(
-                "Invalid value for argument sample_weight: IMSAT's batch "
-                "entropies are unweighted, expected None. Received: "
-                "a sample_weight"
-            )
         # Read the encoder's losses before the perturbed passes: each call of
         # the encoder starts by clearing them.
-        extra = self.losses
+        extra = list(self.losses)
         x, knn = self._unpack(x)
         x = ops.convert_to_tensor(x)
         if not keras.backend.standardize_dtype(x.dtype).startswith("float"):
             x = ops.cast(x, "float32")
         p = ops.cast(y_pred, "float32")
+        if sample_weight is None:
+            weights = ops.ones(ops.shape(p)[:1], dtype="float32")
+        else:
+            weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
         target = ops.stop_gradient(p)
         q = self._perturbed_predict(self._augment(x, knn, target, training), training)
-        r_sat = ops.mean(self._divergence(target, q))
         if self.n_clusters:
-            cond = information.conditional_entropy(p)
-            marg = information.marginal_entropy(p)
+            per_sample_entropy = information.entropy(p, axis=-1)
+        else:
+            per_sample_entropy = ops.sum(information.bernoulli_entropy(p), axis=-1)
+        stats = self._batch_statistics(p, weights)
+        stats["r_sat"] = ops.sum(weights * self._divergence(target, q))
+        stats["conditional"] = ops.sum(weights * per_sample_entropy)
+        stats = _replica_sum_flat(stats)
+        n = ops.maximum(stats["count"], _TINY)
+        r_sat = stats["r_sat"] / n
+        cond = stats["conditional"] / n
+        if self.synchronized:
+            mean = stats["p_sum"] / n
+            if self.n_clusters:
+                marg = information.entropy(mean)
+            else:
+                marg = ops.sum(information.bernoulli_entropy(mean))
+                pair = information.bit_pair_mutual_information_from_moments(
+                    mean, stats["pp_sum"] / n
+                )
+        else:
+            marg = stats["marginal"] / n
+            if self.n_bits:
+                pair = stats["pair"] / n
+        if self.n_clusters:
             info = cond - self.mu * marg
         else:
-            cond = information.bit_conditional_entropy(p)
-            marg = information.bit_marginal_entropy(p)
-            pair_mi = 2.0 * information.bit_pair_mutual_information(p)
+            pair_mi = 2.0 * pair  # ordered pairs, as the authors' code
             info = cond - marg + pair_mi
             self.pair_mi_tracker.update_state(pair_mi)
         self.r_sat_tracker.update_state(r_sat)
         self.conditional_entropy_tracker.update_state(cond)
         self.marginal_entropy_tracker.update_state(marg)
-        loss = r_sat + self.lam * info
+        # L is the same on every replica: each returns L / R (Keras's scaling).
+        loss = scale_for_replicas(r_sat + self.lam * info)
         if extra:
-            loss = loss + ops.cast(ops.sum(ops.stack(extra)), loss.dtype)
+            # As Keras's own compute_loss: the sum of self.losses, / R.
+            loss = loss + scale_for_replicas(
+                ops.cast(ops.sum(ops.stack([ops.sum(v) for v in extra])), loss.dtype)
+            )
         return loss
 
     # ------------------------------------------------------------ prediction
 
-    def predict_proba(self, x, **kwargs) -> np.ndarray:
-        """Cluster probabilities ``(N, n_clusters)`` or bit probabilities.
+    def _predict_head(self, head, x, batch_size, verbose, steps, callbacks):
+        """``predict`` for ``predict_clusters``/``predict_codes`` (silent by
+        default); raises unless the model has the ``head`` they need."""
+        if getattr(self, head) is None:
+            method, other = (
+                ("predict_clusters", "predict_codes")
+                if head == "n_clusters"
+                else ("predict_codes", "predict_clusters")
+            )
+            raise ValueError(
+                f"{method} needs a model with {head}; this one has "
+                f"n_clusters={self.n_clusters}, n_bits={self.n_bits}: use "
+                f"{other}."
+            )
+        return self.predict(
+            x,
+            batch_size=batch_size,
+            verbose=0 if verbose == "auto" else verbose,
+            steps=steps,
+            callbacks=callbacks,
+        )
+
+    def predict_clusters(
+        self,
+        x,
+        batch_size: int | None = None,
+        verbose="auto",
+        steps=None,
+        callbacks=None,
+    ) -> np.ndarray:
+        """Cluster ids ``(N,)``: the argmax of ``predict`` (clustering only).
 
         Args:
-            x: inputs (an array, a ``knn_inputs`` dict or a dataset).
-            **kwargs: as ``keras.Model.predict`` (``batch_size``, ``verbose``).
+            x: inputs (an array, a ``knn_inputs`` dict or a dataset), as
+                ``keras.Model.predict``.
+            batch_size: as ``keras.Model.predict``.
+            verbose: as ``keras.Model.predict`` (``"auto"``: silent, as this
+                is usually called from scoring code; pass 1 for a bar).
+            steps: as ``keras.Model.predict``.
+            callbacks: as ``keras.Model.predict``.
 
         Returns:
-            float32 array.
+            int64 array of cluster ids in ``[0, n_clusters)``.
         """
-        return super().predict(x, **kwargs)
+        p = self._predict_head("n_clusters", x, batch_size, verbose, steps, callbacks)
+        return np.argmax(p, axis=-1).astype(np.int64)
 
-    def predict(self, x, **kwargs) -> np.ndarray:
-        """Cluster ids ``(N,)`` or ``{0, 1}`` codes ``(N, n_bits)``.
+    def predict_codes(
+        self,
+        x,
+        batch_size: int | None = None,
+        verbose="auto",
+        steps=None,
+        callbacks=None,
+    ) -> np.ndarray:
+        """Binary codes ``(N, n_bits)``: ``predict(x) > 0.5`` (hashing only).
 
         Args:
-            x: inputs (an array, a ``knn_inputs`` dict or a dataset).
-            **kwargs: as ``keras.Model.predict`` (``batch_size``, ``verbose``).
+            x: inputs (an array, a ``knn_inputs`` dict or a dataset), as
+                ``keras.Model.predict``.
+            batch_size: as ``keras.Model.predict``.
+            verbose: as ``keras.Model.predict`` (``"auto"``: silent).
+            steps: as ``keras.Model.predict``.
+            callbacks: as ``keras.Model.predict``.
 
         Returns:
-            int64 cluster ids or int32 codes.
+            int32 array of ``{0, 1}`` codes.
         """
-        p = self.predict_proba(x, **kwargs)
-        if self.n_clusters:
-            return np.argmax(p, axis=-1)
+        p = self._predict_head("n_bits", x, batch_size, verbose, steps, callbacks)
         return (p > 0.5).astype(np.int32)
 
     # ---------------------------------------------------------- serialising
+
+    def save_own_variables(self, store):
+        """Saves the model's own variables and the random-number state."""
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        """Loads the model's own variables and the random-number state (a
+        file saved before the state was saved keeps the fresh state)."""
+        keys = list(store.keys())
+        if _SEED_STATE_KEY in keys:
+            self.seed_generator.state.assign(np.asarray(store[_SEED_STATE_KEY]))
+            store = {k: store[k] for k in keys if k != _SEED_STATE_KEY}
+        super().load_own_variables(store)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -445,6 +729,7 @@ class IMSAT(keras.Model):
                 "epsilon": self.epsilon,
                 "eps_scale": self.eps_scale,
                 "n_neighbors": self.n_neighbors,
+                "synchronized": self.synchronized,
                 "seed": self.seed,
             }
         )
