@@ -195,7 +195,9 @@ def dv_lower_bound(
     position) as one log-sum-exp with the maximum taken out (rdevon/DIM,
     ``donsker_varadhan_loss``, without its ``1e-6``). For a block of rows the
     log-mean-exp is the global one: each block's log-sum-exp is passed
-    through ``gather`` and combined.
+    through ``gather`` (without a gradient) and combined; the block's share
+    then carries the exact gradient ``exp(T) / S`` of the global
+    ``log S`` with respect to its own scores.
 
     Args:
         scores: critic scores ``(N, N)``, ``(N, N, ...)`` or a block
@@ -223,11 +225,18 @@ def dv_lower_bound(
     e_pos = ops.sum(pairs.pos * scores) / ops.maximum(pairs.n_pos, 1.0)
     axes = tuple(range(pairs.rank))
     log_sum = _masked_logsumexp(scores, ops.logical_not(pairs.pos_bool), axes)
-    if gather is not None:
-        blocks = gather(ops.reshape(log_sum, (1,)))
-        log_sum = _masked_logsumexp(blocks, blocks > 0.5 * _EMPTY, 0)
-    log_mean = log_sum - ops.log(ops.maximum(pairs.n_neg, 1.0))
-    return pairs.finish(e_pos - pairs.row_share * log_mean)
+    log_n_neg = ops.log(ops.maximum(pairs.n_neg, 1.0))
+    if gather is None:
+        return pairs.finish(e_pos - pairs.row_share * (log_sum - log_n_neg))
+    # The global log-sum-exp from every block's, gathered without a gradient;
+    # the gradient of log S (S the global sum) with respect to this block's
+    # scores is exp(T) / S = (S_block / S) d log S_block: a term worth 0
+    # carries it, so no collective runs in the backward pass.
+    blocks = gather(ops.reshape(ops.stop_gradient(log_sum), (1,)))
+    total = _masked_logsumexp(blocks, blocks > 0.5 * _EMPTY, 0)
+    weight = ops.exp(log_sum - total)
+    carrier = weight - ops.stop_gradient(weight)
+    return pairs.finish(e_pos - pairs.row_share * (total - log_n_neg) - carrier)
 
 
 def nce_lower_bound(
