@@ -336,32 +336,6 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         self._last = (glob, local)
         return glob
 
-    def _scores_block(self, y: Any, m: Any) -> tuple[Any, Any]:
-        """``(scores, offset)``: this replica's rows against the batch's columns.
-
-        ``y`` ``(n, u)``, ``m`` ``(n, u)`` or ``(n, L, u)``; synchronized
-        under a strategy, ``m`` is gathered from every replica.
-        """
-        offset = 0
-        if self.synchronized:
-            offset = _distribute.replica_offset(ops.shape(y)[0])
-            m = _distribute.replica_gather(m)
-        if len(m.shape) == 2:
-            return ops.matmul(y, ops.transpose(m)), offset
-        return ops.einsum("iu,jlu->ijl", y, m), offset
-
-    def _estimate(self, scores: Any, offset: Any) -> Any:
-        """This replica's share of an estimate, summing to the loss's value."""
-        gather = _distribute.replica_gather if self.synchronized else None
-        value = estimators.mutual_information(
-            scores,
-            self.estimator,
-            offset=offset,
-            gather=gather,
-            negatives=self.local_negatives,
-        )
-        return value if self.synchronized else _distribute.scale_for_replicas(value)
-
     def mutual_information_terms(self, local: Any, glob: Any) -> tuple[Any, Any]:
         """The global and local estimates (scalars; 0 for a zero weight).
 
@@ -377,22 +351,67 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         Returns:
             A tuple ``(global_mi, local_mi)`` of scalar tensors.
         """
-        zero = ops.zeros((), dtype="float32")
-        global_mi = local_mi = zero
+        rows, columns = [], []
         if self.alpha > 0:
             flat = ops.reshape(local, (-1, math.prod(self._local_shape[1:])))
-            scores, offset = self._scores_block(
-                as_float(self.global_critic_y(glob)),
-                as_float(self.global_critic_map(flat)),
-            )
-            global_mi = self._estimate(scores, offset)
+            rows.append(as_float(self.global_critic_y(glob)))
+            columns.append(as_float(self.global_critic_map(flat)))
         if self.beta > 0:
-            scores, offset = self._scores_block(
-                as_float(self.local_critic_y(glob)),
-                as_float(self.local_critic_map(local)),
+            rows.append(as_float(self.local_critic_y(glob)))
+            columns.append(as_float(self.local_critic_map(local)))
+        offset, gather = 0, None
+        if self.synchronized:
+            offset, gather, columns = self._gather_columns(rows[0], columns)
+        estimates = []
+        for y, m in zip(rows, columns, strict=True):
+            if len(m.shape) == 2:
+                scores = ops.matmul(y, ops.transpose(m))
+            else:
+                scores = ops.einsum("iu,jlu->ijl", y, m)
+            value = estimators.mutual_information(
+                scores,
+                self.estimator,
+                offset=offset,
+                gather=gather,
+                negatives=self.local_negatives,
             )
-            local_mi = self._estimate(scores, offset)
+            if not self.synchronized:
+                value = _distribute.scale_for_replicas(value)
+            estimates.append(value)
+        zero = ops.zeros((), dtype="float32")
+        global_mi = estimates[0] if self.alpha > 0 else zero
+        local_mi = estimates[-1] if self.beta > 0 else zero
         return global_mi, local_mi
+
+    def _gather_columns(self, y: Any, columns: list) -> tuple[Any, Any, list]:
+        """Synchronized scores: this replica's offset, a gather function and
+        the critic's column features of the whole global batch.
+
+        Both terms' columns travel in one gather; every collective of the
+        step waits for the previous one (a data dependency), so that the
+        replicas run them in the same order.
+        """
+        offset = _distribute.replica_offset(ops.shape(y)[0])
+        previous = [ops.cast(offset, "float32")]
+
+        def after_previous(x: Any) -> Any:
+            ready = ops.all(ops.isfinite(ops.stop_gradient(previous[-1])))
+            return ops.where(ready, x, ops.zeros_like(x))
+
+        def gather(x: Any) -> Any:
+            out = _distribute.replica_gather(after_previous(x))
+            previous.append(ops.cast(out, "float32"))
+            return out
+
+        widths = [math.prod(m.shape[1:]) for m in columns]
+        flat = [ops.reshape(m, (-1, w)) for m, w in zip(columns, widths, strict=True)]
+        gathered = gather(ops.concatenate(flat, axis=-1) if len(flat) > 1 else flat[0])
+        out, start = [], 0
+        for m, w in zip(columns, widths, strict=True):
+            part = gathered[:, start : start + w]
+            out.append(ops.reshape(part, (-1,) + tuple(m.shape[1:])))
+            start += w
+        return offset, gather, out
 
     def _batch_mean(self, values: Any) -> Any:
         """This replica's share of a per-sample mean (finite on an empty slice)."""
