@@ -60,9 +60,14 @@ def pytest_collection_modifyitems(config, items):
             )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mirrored_strategy():
-    """A ``tf.distribute.MirroredStrategy`` over two logical CPUs (TensorFlow)."""
+    """A ``tf.distribute.MirroredStrategy`` over two logical CPUs (TensorFlow).
+
+    One instance for the whole session: two strategies over the same devices
+    in one process share collective instance keys, and a step of the second
+    can abort with "Collective instance ... expected type/shape" mismatches.
+    """
     if BACKEND != "tensorflow":
         pytest.skip("tf.distribute needs the TensorFlow backend")
     import tensorflow as tf
