@@ -40,7 +40,7 @@ class SeedStateMixin:
     """
 
     def save_own_variables(self, store: Any) -> None:
-        super().save_own_variables(store)
+        super().save_own_variables(store)  # type: ignore[misc]
         generator = getattr(self, "seed_generator", None)
         if generator is not None:
             store[_SEED_KEY] = keras.ops.convert_to_numpy(generator.state.value)
@@ -52,4 +52,4 @@ class SeedStateMixin:
             if generator is not None:
                 generator.state.assign(store[_SEED_KEY])
             store = {k: store[k] for k in keys if k != _SEED_KEY}
-        super().load_own_variables(store)
+        super().load_own_variables(store)  # type: ignore[misc]

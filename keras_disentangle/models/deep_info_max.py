@@ -302,7 +302,7 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
             self.discriminator_tracker = keras.metrics.Mean(name="discriminator_loss")
         self.global_mi_tracker = keras.metrics.Mean(name="global_mi")
         self.local_mi_tracker = keras.metrics.Mean(name="local_mi")
-        self._last = None
+        self._last: tuple[Any, Any] | None = None
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """``keras.Model.compile``; under ``"mixed_float16"`` it also gives the
