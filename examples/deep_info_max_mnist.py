@@ -133,7 +133,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--estimator", default="jsd", choices=["jsd", "dv", "nce"])
     parser.add_argument(
-        "--gamma", type=float, default=0.0, help="prior matching weight (TF only)"
+        "--gamma", type=float, default=0.0, help="prior matching weight (any backend)"
     )
     args = parser.parse_args(argv)
     options = {"estimator": args.estimator, "gamma": args.gamma}

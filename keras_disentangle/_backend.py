@@ -9,12 +9,17 @@ TensorFlow, JAX or PyTorch unless that backend is the active one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 
-__all__ = ["backend_name", "value_and_gradient"]
+__all__ = [
+    "backend_name",
+    "stateless_train_step",
+    "value_and_gradient",
+    "variable_gradients",
+]
 
 
 def backend_name() -> str:
@@ -75,6 +80,122 @@ def value_and_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
         f"value_and_gradient supports the tensorflow, jax and torch backends of "
         f"Keras. Received: backend={backend!r}"
     )
+
+
+def variable_gradients(
+    fn: Callable[[], tuple[Any, Any]],
+    variables: Sequence[Any],
+    state_variables: Sequence[Any] = (),
+) -> tuple[Any, Any, list[Any]]:
+    """Runs ``fn() -> (loss, aux)``; returns ``(loss, aux, d loss / d variables)``.
+
+    The gradient step of a hand-written ``train_step`` (a GAN's two players),
+    written once per backend as Keras's GAN guide does: ``tf.GradientTape``,
+    ``torch.autograd.grad``, ``jax.value_and_grad``. What ``fn`` does to other
+    Keras variables (metric updates, batch-norm statistics, seed states) is
+    kept: in place on TensorFlow and PyTorch; on JAX ``fn`` runs in a
+    ``keras.StatelessScope`` that maps ``variables`` and ``state_variables``
+    (every other variable ``fn`` reads or writes), and the new values of
+    ``state_variables`` are assigned afterwards (inside the trainer's own
+    scope, see ``stateless_train_step``). Losses added by layers during
+    ``fn`` are collected as Keras's JAX trainer does.
+
+    Args:
+        fn: a function of no argument returning ``(scalar loss, aux)``.
+        variables: the Keras variables to differentiate with respect to.
+        state_variables: (JAX) the other variables ``fn`` uses.
+
+    Returns:
+        ``(loss, aux, gradients)``, one gradient per variable (zeros for a
+        variable the loss does not depend on).
+    """
+    variables = list(variables)
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss, aux = fn()
+        grads = tape.gradient(loss, variables)
+    elif backend == "torch":
+        import torch
+
+        loss, aux = fn()
+        grads = torch.autograd.grad(
+            loss, [v.value for v in variables], allow_unused=True
+        )
+    elif backend == "jax":
+        import jax
+
+        own = {id(v) for v in variables}
+        state_variables = [v for v in state_variables if id(v) not in own]
+        state_values = [v.value for v in state_variables]
+
+        def pure(values):
+            mapping = list(zip(variables, values, strict=True))
+            mapping += list(zip(state_variables, state_values, strict=True))
+            with keras.StatelessScope(
+                state_mapping=mapping, collect_losses=True
+            ) as scope:
+                loss, aux = fn()
+            updated = [scope.get_current_value(v) for v in state_variables]
+            return loss, (aux, updated)
+
+        (loss, (aux, updated)), grads = jax.value_and_grad(pure, has_aux=True)(
+            [v.value for v in variables]
+        )
+        for v, value in zip(state_variables, updated, strict=True):
+            v.assign(value)
+    else:
+        raise NotImplementedError(
+            "variable_gradients supports the tensorflow, jax and torch backends "
+            f"of Keras. Received: backend={backend!r}"
+        )
+    grads = [
+        keras.ops.zeros_like(v.value) if g is None else g
+        for v, g in zip(variables, grads, strict=True)
+    ]
+    return loss, aux, grads
+
+
+def stateless_train_step(
+    model: keras.Model, state: Sequence[Any], step: Callable[[], Any]
+) -> tuple[Any, tuple[list[Any], ...]]:
+    """Keras's stateless JAX ``train_step(state, data)`` around a stateful one.
+
+    ``state`` is the JAX trainer's ``(trainable_variables,
+    non_trainable_variables, optimizer_variables, metrics_variables)``
+    values, in the order of the model's lists. ``step()`` runs in a
+    ``keras.StatelessScope`` mapping them (it may call
+    ``variable_gradients`` and ``optimizer.apply_gradients``) and returns
+    the logs; the new values are read back from the scope.
+
+    Returns:
+        ``(logs, new_state)`` as the JAX trainer expects.
+    """
+    groups = (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    )
+    mapping = [
+        (ref, value)
+        for refs, values in zip(groups, state, strict=True)
+        for ref, value in zip(refs, values, strict=True)
+    ]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = step()
+    new_state = tuple(
+        [
+            value
+            if scope.get_current_value(ref) is None
+            else scope.get_current_value(ref)
+            for ref, value in zip(refs, values, strict=True)
+        ]
+        for refs, values in zip(groups, state, strict=True)
+    )
+    return logs, new_state
 
 
 def assert_tf_backend(what: str) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "num_replicas",
     "replicas_in_sync",
     "replica_gather",
+    "replica_offset",
     "replica_sum",
     "scale_for_replicas",
     "unscale_for_replicas",
@@ -85,6 +86,19 @@ def replica_gather(x: Any) -> Any:
     if context is None:
         return x
     return context.all_gather(x, axis=0)
+
+
+def replica_offset(n_local: Any) -> Any:
+    """The index, in the global batch, of this replica's first sample: the
+    sum of the slice sizes ``n_local`` of the replicas before it, in the
+    order of ``replica_gather`` (0 without a strategy)."""
+    context = _replica_context()
+    if context is None:
+        return 0
+    import tensorflow as tf
+
+    sizes = context.all_gather(tf.reshape(tf.cast(n_local, tf.int32), (1,)), axis=0)
+    return tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
 
 
 def scale_for_replicas(loss: Any) -> Any:

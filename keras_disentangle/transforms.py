@@ -4,10 +4,10 @@ Pure ``keras.ops`` / ``keras.random`` functions. A transformation is a batch
 of ``3 x 3`` matrices ``M`` acting on homogeneous pixel coordinates
 ``(x, y, 1)`` (``x`` the column, ``y`` the row, pixel centres at integers):
 the pixel at ``p`` of the input moves to ``M p`` (divided by its third
-coordinate) in the output. ``apply_transform`` hands the *inverse* map to
-``keras.ops.image.affine_transform``, whose 8 coefficients
-``[a0, a1, a2, b0, b1, b2, c0, c1]`` send an output point to the input point
-it is sampled from.
+coordinate) in the output. ``apply_transform`` samples each output point at
+the *inverse* map, whose 8 coefficients ``[a0, a1, a2, b0, b1, b2, c0, c1]``
+(TensorFlow's convention) send an output point to the input point it is
+sampled from.
 
 Two families, with the defaults of the reference code of AET:
 
@@ -21,9 +21,11 @@ Two families, with the defaults of the reference code of AET:
   degrees; the targets are the 8 coefficients of the homography in
   normalised coordinates (``[-1, 1]`` across the image, ``h22 = 1``).
 
-The projective coefficients ``c0, c1`` of ``affine_transform`` take effect on
-the TensorFlow backend only (Keras ignores them on the others), so projective
-warps need ``KERAS_BACKEND=tensorflow``; affine warps run on every backend.
+``apply_transform`` samples with its own ``keras.ops`` bilinear sampler (a
+gather), so projective warps compute the same on TensorFlow, JAX and PyTorch
+(``keras.ops.image.affine_transform`` ignores the projective coefficients
+outside TensorFlow), and inside ``jit_compile`` (TensorFlow's warp kernel has
+no XLA form).
 
 References:
     Zhang, Qi, Wang & Luo, "AET vs. AED: Unsupervised representation learning
@@ -33,9 +35,12 @@ References:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 from keras import ops
+
+from keras_disentangle._ops import as_float
 
 __all__ = [
     "sample_affine",
@@ -109,9 +114,7 @@ def affine_targets(
 
     Args:
         params: ``(N, 5)`` parameters from ``sample_affine``.
-        translation: the range given to ``sample_affine``.
-        scale: the range given to ``sample_affine``.
-        shear: the range given to ``sample_affine``.
+        translation, scale, shear: the ranges given to ``sample_affine``.
 
     Returns:
         A tensor ``(N, 6)``.
@@ -158,8 +161,7 @@ def affine_matrices(params, height: int, width: int):
 
     Args:
         params: ``(N, 5)`` parameters from ``sample_affine``.
-        height: the image height in pixels.
-        width: the image width in pixels.
+        height, width: the image size in pixels.
 
     Returns:
         A tensor ``(N, 3, 3)``.
@@ -337,8 +339,7 @@ def normalized_to_pixels(h, height: int, width: int):
 
     Args:
         h: ``(N, 3, 3)`` matrices in normalised coordinates.
-        height: the image height in pixels.
-        width: the image width in pixels.
+        height, width: the image size in pixels.
 
     Returns:
         A tensor ``(N, 3, 3)``.
@@ -362,24 +363,101 @@ def normalized_to_pixels(h, height: int, width: int):
     return ops.matmul(ops.matmul(p_inv, h), p)
 
 
+_INTERPOLATIONS = ("bilinear", "nearest")
+_FILL_MODES = ("constant",)
+
+
+def _round_half_away(x: Any) -> Any:
+    """Rounds halves away from zero (``std::round``, as TensorFlow's warp)."""
+    return ops.sign(x) * ops.floor(ops.abs(x) + 0.5)
+
+
+def _sample(images: Any, coefficients: Any, nearest: bool, fill_value: float) -> Any:
+    """Samples ``images`` at the points the 8 projective ``coefficients`` give.
+
+    Output pixel ``(x, y)`` reads the input at
+    ``((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)``,
+    ``k = c0 x + c1 y + 1``: bilinearly from its 4 neighbours (or the nearest
+    one), a neighbour outside the image counting as ``fill_value``, and
+    ``fill_value`` where ``k = 0``. TensorFlow's ``ImageProjectiveTransformV3``
+    with ``fill_mode="constant"`` computes the same.
+    """
+    shape = ops.shape(images)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    dtype = images.dtype
+    rows = ops.cast(ops.arange(height), "float32")
+    cols = ops.cast(ops.arange(width), "float32")
+    y = ops.broadcast_to(rows[:, None], (height, width))[None]
+    x = ops.broadcast_to(cols[None, :], (height, width))[None]
+    c = [coefficients[:, k, None, None] for k in range(8)]
+    k = c[6] * x + c[7] * y + 1.0
+    defined = ops.not_equal(k, 0.0)
+    k = ops.where(defined, k, 1.0)
+    x_in = (c[0] * x + c[1] * y + c[2]) / k
+    y_in = (c[3] * x + c[4] * y + c[5]) / k
+    # Far-away points (and k = 0) are read as fill; keep the integers small.
+    far = 2.0 + ops.cast(ops.maximum(height, width), "float32")
+    x_in = ops.where(defined, ops.clip(x_in, -far, far), -far)
+    y_in = ops.where(defined, ops.clip(y_in, -far, far), -far)
+
+    flat = ops.reshape(images, (-1, channels))
+    base = ops.arange(batch)[:, None, None] * (height * width)
+
+    def read(yi: Any, xi: Any) -> Any:
+        """Pixels at integer ``(yi, xi)`` ``(N, H, W)``; fill outside."""
+        inside = (yi >= 0) & (yi < height) & (xi >= 0) & (xi < width)
+        yc = ops.clip(yi, 0, height - 1)
+        xc = ops.clip(xi, 0, width - 1)
+        values = ops.take(flat, ops.reshape(base + yc * width + xc, (-1,)), axis=0)
+        values = ops.reshape(values, (batch, height, width, channels))
+        return ops.where(inside[..., None], values, ops.cast(fill_value, dtype))
+
+    if nearest:
+        return read(
+            ops.cast(_round_half_away(y_in), "int32"),
+            ops.cast(_round_half_away(x_in), "int32"),
+        )
+    x0, y0 = ops.floor(x_in), ops.floor(y_in)
+    wx = ops.cast((x_in - x0)[..., None], dtype)
+    wy = ops.cast((y_in - y0)[..., None], dtype)
+    x0, y0 = ops.cast(x0, "int32"), ops.cast(y0, "int32")
+    x1, y1 = x0 + 1, y0 + 1
+    top = (1 - wx) * read(y0, x0) + wx * read(y0, x1)
+    bottom = (1 - wx) * read(y1, x0) + wx * read(y1, x1)
+    return (1 - wy) * top + wy * bottom
+
+
 def apply_transform(
-    images,
-    matrices,
+    images: Any,
+    matrices: Any,
     interpolation: str = "bilinear",
     fill_mode: str = "constant",
     fill_value: float = 0.0,
-):
+) -> Any:
     """Warps ``images`` so that the pixel at ``p`` moves to ``M p``.
+
+    Each output pixel ``q`` is sampled from the input at ``M^-1 q`` (divided
+    by its third coordinate): bilinearly from the 4 neighbouring pixels, or
+    from the nearest one; neighbours outside the image count as
+    ``fill_value``. The sampler is written in ``keras.ops`` (a gather), so
+    affine *and* projective matrices warp the same way on TensorFlow, JAX
+    and PyTorch, and inside ``jit_compile``; it computes what TensorFlow's
+    ``ImageProjectiveTransformV3`` (``keras.ops.image.affine_transform`` on
+    TensorFlow) computes with ``fill_mode="constant"``.
 
     Args:
         images: ``(N, H, W, C)`` channels-last images.
         matrices: ``(N, 3, 3)`` forward pixel-coordinate matrices.
-        interpolation: as in ``keras.ops.image.affine_transform``.
-        fill_mode: as in ``keras.ops.image.affine_transform``.
-        fill_value: as in ``keras.ops.image.affine_transform``.
+        interpolation: ``"bilinear"`` (default) or ``"nearest"``.
+        fill_mode: ``"constant"``, the only mode (others raise).
+        fill_value: the value of the points outside the image.
 
     Returns:
         The warped images, same shape and dtype as ``images``.
+
+    Raises:
+        ValueError: for another ``interpolation`` or ``fill_mode``, images
+            that are not ``(N, H, W, C)`` or matrices not ``(N, 3, 3)``.
 
     Example:
 
@@ -390,15 +468,33 @@ def apply_transform(
         >>> np.asarray(y)[0, :, :, 0].tolist()[1]
         [0.0, 1.0, 0.0]
     """
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(
+            "Invalid value for argument interpolation: expected one of "
+            f"{list(_INTERPOLATIONS)}. Received: interpolation={interpolation!r}"
+        )
+    if fill_mode not in _FILL_MODES:
+        raise ValueError(
+            "Invalid value for argument fill_mode: expected one of "
+            f"{list(_FILL_MODES)} (the only mode computed the same on every "
+            f"backend). Received: fill_mode={fill_mode!r}"
+        )
     images = ops.convert_to_tensor(images)
+    if len(images.shape) != 4:
+        raise ValueError(
+            "Invalid shape for argument images: expected (N, H, W, C). "
+            f"Received: images.shape={images.shape}"
+        )
+    matrices = ops.convert_to_tensor(matrices)
+    if tuple(matrices.shape[-2:]) != (3, 3) or len(matrices.shape) != 3:
+        raise ValueError(
+            "Invalid shape for argument matrices: expected (N, 3, 3). "
+            f"Received: matrices.shape={matrices.shape}"
+        )
     inverse = invert_3x3(ops.cast(matrices, "float32"))
     inverse = inverse / inverse[:, 2:3, 2:3]
     coefficients = ops.reshape(inverse, (-1, 9))[:, :8]
-    return ops.image.affine_transform(
-        images,
-        coefficients,
-        interpolation=interpolation,
-        fill_mode=fill_mode,
-        fill_value=fill_value,
-        data_format="channels_last",
-    )
+    dtype = images.dtype
+    work = as_float(images)
+    warped = _sample(work, coefficients, interpolation == "nearest", fill_value)
+    return ops.cast(warped, dtype)

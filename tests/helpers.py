@@ -79,3 +79,33 @@ def reload_in_fresh_process(path, script: str) -> str:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def assert_reload_resumes(model, x, tmp_path, checks: str = "") -> None:
+    """Saves ``model`` (a fitted package model with a ``seed_generator``),
+    reloads it in a fresh process and checks there: ``checks`` (code using
+    ``model``), identical predictions on ``x``, the same random-stream state
+    (so resumed training draws new samples), and that training resumes."""
+    import numpy as np
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "pred.npy", model.predict(x, verbose=0))
+    state = numpy(model.seed_generator.state)
+    assert state.any(), "the random stream has not advanced"
+    np.save(tmp_path / "seed.npy", state)
+    folder = str(tmp_path)
+    script = f"""
+        model = keras.saving.load_model(PATH)
+        x = np.load({folder!r} + "/x.npy")
+        np.testing.assert_array_equal(
+            model.predict(x, verbose=0), np.load({folder!r} + "/pred.npy")
+        )
+        seed = keras.ops.convert_to_numpy(model.seed_generator.state)
+        np.testing.assert_array_equal(seed, np.load({folder!r} + "/seed.npy"))
+        model.fit(x, epochs=1, batch_size=16, verbose=0)
+        print("OK")
+        """
+    script = textwrap.dedent(script) + textwrap.dedent(checks)
+    assert "OK" in reload_in_fresh_process(path, script)

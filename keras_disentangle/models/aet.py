@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import keras
 from keras import ops
 
-from keras_disentangle import transforms
-from keras_disentangle._backend import assert_tf_backend
+from keras_disentangle import _distribute, transforms
+from keras_disentangle._ops import as_float
 from keras_disentangle._validation import (
     check_choice,
     check_non_negative,
     check_positive_int,
+    check_seed,
 )
-from keras_disentangle.models._serialization import deserialize_sub_objects
+from keras_disentangle.models._serialization import (
+    SeedStateMixin,
+    deserialize_sub_objects,
+)
 
 __all__ = ["AET"]
 
@@ -61,12 +66,12 @@ def _pool(features):
 
 
 @_register
-class AET(keras.Model):
+class AET(SeedStateMixin, keras.Model):
     """Auto-Encoding Transformations: learn features by predicting a warp.
 
     Each training image ``x`` is warped by a random transformation ``t``
     (drawn with a ``keras.random.SeedGenerator``, applied with
-    ``keras.ops.image.affine_transform``). The shared encoder ``E`` sees
+    ``keras_disentangle.transforms.apply_transform``). The shared encoder ``E`` sees
     both images; a head regresses the parameters of ``t`` from the
     concatenated, globally average-pooled features, with the loss
 
@@ -79,10 +84,18 @@ class AET(keras.Model):
     corners moved by up to +-``corner`` of the size, a scale in ``scale``
     and a rotation by a multiple of 90 degrees; the targets are the 8
     coefficients of the homography in normalised coordinates (see
-    ``keras_disentangle.transforms``; projective warps need the TensorFlow
-    backend). The model only overrides ``compute_loss``, adding the
-    encoder's regularization losses (activity penalties averaged over the
-    two passes); ``y`` and ``sample_weight`` are ignored.
+    ``keras_disentangle.transforms``). Both run on TensorFlow, JAX and
+    PyTorch, inside ``jit_compile``. The model only overrides
+    ``compute_loss``, adding the encoder's regularization losses (activity
+    penalties averaged over the two passes); ``y`` and ``sample_weight`` are
+    ignored.
+
+    Under a ``tf.distribute`` strategy with ``R`` replicas each replica's
+    loss is its slice's mean divided by ``R`` (what Keras does to its own
+    losses), so a step equals the one-device step and the logged ``loss``
+    and ``transform_mse`` equal one device's; an empty slice gives 0. The
+    state of the random warps is saved with the model, so training resumed
+    after loading draws new warps.
 
     ``predict`` returns the encoder's features of the untransformed input.
     Logs show ``loss`` and ``transform_mse``.
@@ -101,7 +114,7 @@ class AET(keras.Model):
         shear: the largest shear angle in degrees, in [0, 60] (affine).
         corner: the largest corner displacement, a fraction of the size in
             [0, 0.25] (projective).
-        seed: seed of the transformations (an int or None).
+        seed: seed of the transformations (None or an int >= 0).
         **kwargs: passed to ``keras.Model`` (``name``, ...).
 
     Example:
@@ -133,21 +146,17 @@ class AET(keras.Model):
         shear: float = 30.0,
         corner: float = 0.125,
         seed: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.transform = check_choice("transform", transform, tuple(_N_TARGETS))
-        if transform == "projective":
-            assert_tf_backend('AET(transform="projective")')
         self.head_units = check_positive_int("head_units", head_units, minimum=0)
         self.rotation = _check_at_most("rotation", rotation, 180.0)
         self.translation = _check_at_most("translation", translation, 1.0)
         self.scale = _check_scale(_DEFAULT_SCALE[transform] if scale is None else scale)
         self.shear = _check_at_most("shear", shear, 60.0)
         self.corner = _check_at_most("corner", corner, 0.25)
-        if seed is not None:
-            seed = check_positive_int("seed", seed, minimum=0)
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
         self.encoder = encoder
         self._image_shape = self._check_encoder(encoder)
 
@@ -157,11 +166,11 @@ class AET(keras.Model):
             head.append(keras.layers.Dense(self.head_units, activation="relu"))
         head.append(keras.layers.Dense(_N_TARGETS[transform]))
         self.head = keras.Sequential(head, name="transform_head")
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.mse_tracker = keras.metrics.Mean(name="transform_mse")
 
     @staticmethod
-    def _check_encoder(encoder):
+    def _check_encoder(encoder: Any) -> tuple[int, int]:
         """Returns the ``(H, W)`` image size, or raises naming ``encoder``."""
         problem = None
         if not isinstance(encoder, keras.Model):
@@ -189,27 +198,10 @@ class AET(keras.Model):
             )
         return tuple(encoder.inputs[0].shape[1:3])
 
-    @property
-    def jit_compile(self):
-        """Whether steps are XLA-compiled; always False on TensorFlow.
-
-        TensorFlow's image warp (``ImageProjectiveTransformV3``, behind
-        ``keras.ops.image.affine_transform``) has no XLA kernel, so on the
-        TensorFlow backend the training step cannot be XLA-compiled (Keras
-        would do so by default on a GPU). Other backends keep Keras's choice.
-        """
-        if keras.backend.backend() == "tensorflow":
-            return False
-        return keras.Model.jit_compile.fget(self)
-
-    @jit_compile.setter
-    def jit_compile(self, value):
-        keras.Model.jit_compile.fset(self, value)
-
-    def call(self, inputs, training=None):
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         return self.encoder(inputs, training=training)
 
-    def sample_transforms(self, batch_size):
+    def sample_transforms(self, batch_size: Any) -> tuple[Any, Any]:
         """Draws ``batch_size`` transformations.
 
         Args:
@@ -240,7 +232,7 @@ class AET(keras.Model):
         matrices = transforms.normalized_to_pixels(h, height, width)
         return matrices, transforms.projective_targets(h)
 
-    def transform_images(self, x, matrices):
+    def transform_images(self, x: Any, matrices: Any) -> Any:
         """Warps a batch ``(N, H, W)`` or ``(N, H, W, C)`` by ``matrices``."""
         x = ops.convert_to_tensor(x)
         dtype = x.dtype
@@ -253,29 +245,40 @@ class AET(keras.Model):
         return ops.cast(warped, dtype)
 
     def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> Any:
+        """The transform MSE plus the encoder's losses, scaled per replica."""
         if y_pred is None:
             y_pred = self.encoder(x, training=training)
         # Regularization losses of the first pass: calling the encoder again
         # replaces its activity losses with those of the second pass.
-        first = [ops.cast(v, "float32") for v in self.losses]
+        first = [as_float(v) for v in self.losses]
         matrices, targets = self.sample_transforms(ops.shape(x)[0])
         warped = self.transform_images(x, matrices)
         features = self.encoder(warped, training=training)
-        second = [ops.cast(v, "float32") for v in self.losses]
+        second = [as_float(v) for v in self.losses]
         pairs = ops.concatenate(
-            [_pool(ops.cast(y_pred, "float32")), _pool(ops.cast(features, "float32"))],
-            axis=-1,
+            [_pool(as_float(y_pred)), _pool(as_float(features))], axis=-1
         )
-        predicted = ops.cast(self.head(pairs, training=training), "float32")
-        mse = ops.mean(ops.square(predicted - targets))
-        self.mse_tracker.update_state(mse)
+        predicted = as_float(self.head(pairs, training=training))
+        errors = ops.mean(
+            ops.square(predicted - ops.cast(targets, predicted.dtype)), -1
+        )
+        count = ops.cast(ops.shape(errors)[0], errors.dtype)
+        # The slice's mean, 0 on an empty slice (never NaN).
+        mse = ops.sum(errors) / ops.maximum(count, 1.0)
+        self.mse_tracker.update_state(mse, sample_weight=count)
         # Weight penalties appear in both lists, activity penalties once per
         # pass: their average counts the first once and averages the second.
-        return mse + 0.5 * (sum(first, 0.0) + sum(second, 0.0))
+        penalties = 0.5 * (sum(first, 0.0) + sum(second, 0.0))
+        return _distribute.scale_for_replicas(mse + penalties)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update(
             {
@@ -293,5 +296,5 @@ class AET(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> AET:
         return cls(**deserialize_sub_objects(config, ("encoder",), custom_objects))
