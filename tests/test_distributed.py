@@ -26,22 +26,6 @@ GLOBAL_BATCH = 32
 HALF = GLOBAL_BATCH // 2
 
 
-@pytest.fixture(scope="module")
-def mirrored_strategy():
-    """One 2-replica strategy for the module (overrides conftest's fixture).
-
-    A new ``MirroredStrategy`` per test restarts the collective instance keys
-    of its all-gathers while the process's collective executor remembers the
-    previous strategy's: the next gather then aborts ("Collective instance
-    100 expected type 0 ... but got type 2").
-    """
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("tf.distribute needs the TensorFlow backend")
-    import tensorflow as tf
-
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-
-
 def _penalty(kind, synchronized):
     if kind == "decov":
         return regularizers.DeCov(1.0, synchronized=synchronized)
