@@ -15,6 +15,7 @@ from typing import Any
 import keras
 
 __all__ = [
+    "apply_gradients",
     "backend_name",
     "stateless_train_step",
     "value_and_gradient",
@@ -156,6 +157,28 @@ def variable_gradients(
         for v, g in zip(variables, grads, strict=True)
     ]
     return loss, aux, grads
+
+
+def apply_gradients(
+    optimizer: Any, grads: Sequence[Any], variables: Sequence[Any]
+) -> None:
+    """``optimizer.apply_gradients`` on every backend; on JAX (inside
+    ``stateless_train_step``'s scope) through ``optimizer.stateless_apply``,
+    whose loss-scaling branches are written for JAX, and the new values
+    assigned into the scope."""
+    variables = list(variables)
+    if backend_name() != "jax":
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return
+    new_values, new_state = optimizer.stateless_apply(
+        [v.value for v in optimizer.variables],
+        list(grads),
+        [v.value for v in variables],
+    )
+    for v, value in zip(variables, new_values, strict=True):
+        v.assign(value)
+    for v, value in zip(optimizer.variables, new_state, strict=True):
+        v.assign(value)
 
 
 def stateless_train_step(

@@ -10,6 +10,7 @@ from keras import ops
 
 from keras_disentangle import _distribute, estimators
 from keras_disentangle._backend import (
+    apply_gradients,
     backend_name,
     stateless_train_step,
     variable_gradients,
@@ -541,7 +542,7 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
             return self.optimizer.scale_loss(loss), (loss, y_pred)
 
         _, (loss, y_pred), grads = variable_gradients(encoder_loss, weights, everything)
-        self.optimizer.apply_gradients(zip(grads, weights, strict=True))
+        apply_gradients(self.optimizer, grads, weights)
         self._loss_tracker.update_state(
             _distribute.unscale_for_replicas(loss), sample_weight=_batch_size(x)
         )
@@ -557,7 +558,7 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         _, d_loss, grads = variable_gradients(
             discriminator_step_loss, d_weights, self._all_variables()
         )
-        d_optimizer.apply_gradients(zip(grads, d_weights, strict=True))
+        apply_gradients(d_optimizer, grads, d_weights)
         self.discriminator_tracker.update_state(
             _distribute.unscale_for_replicas(d_loss)
         )
