@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 __all__ = ["layer_model"]
@@ -23,17 +25,17 @@ def layer_model(
     """
     if layer is None:
         return model
-    if isinstance(layer, str):
-        layer = model.get_layer(layer)  # its ValueError names the layer
+    # A name is looked up (its ValueError names the layer); a layer is used.
+    target: Any = model.get_layer(layer) if isinstance(layer, str) else layer
     try:
         try:  # the input structure the model was built with (tensor, dict...)
             inputs = model.input
         except (AttributeError, ValueError):  # a Sequential not yet called
             inputs = model.inputs
-        output = layer.output
+        output = target.output
     except (AttributeError, ValueError) as error:
         raise ValueError(
-            f"{owner} cannot read the output of layer {layer.name!r} of model "
+            f"{owner} cannot read the output of layer {target.name!r} of model "
             f"{model.name!r}: scoring an inner layer needs a Functional or "
             "Sequential model whose layer has a symbolic output (a subclassed "
             "model has none). Build the model with the functional API, or pass "
@@ -41,13 +43,13 @@ def layer_model(
         ) from error
     if isinstance(output, (list, tuple, dict)):
         raise ValueError(
-            f"Layer {layer.name!r} has several outputs; {owner} scores a single "
+            f"Layer {target.name!r} has several outputs; {owner} scores a single "
             "embedding tensor."
         )
     try:
-        return keras.Model(inputs, output, name=f"{model.name}_{layer.name}")
+        return keras.Model(inputs, output, name=f"{model.name}_{target.name}")
     except ValueError as error:
         raise ValueError(
-            f"Layer {layer.name!r} is not connected to the inputs of model "
+            f"Layer {target.name!r} is not connected to the inputs of model "
             f"{model.name!r} (is it inside a nested model?). ({error})"
         ) from error

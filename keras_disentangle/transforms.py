@@ -114,7 +114,9 @@ def affine_targets(
 
     Args:
         params: ``(N, 5)`` parameters from ``sample_affine``.
-        translation, scale, shear: the ranges given to ``sample_affine``.
+        translation: the range given to ``sample_affine``.
+        scale: the range given to ``sample_affine``.
+        shear: the range given to ``sample_affine``.
 
     Returns:
         A tensor ``(N, 6)``.
@@ -161,7 +163,8 @@ def affine_matrices(params, height: int, width: int):
 
     Args:
         params: ``(N, 5)`` parameters from ``sample_affine``.
-        height, width: the image size in pixels.
+        height: the image height in pixels.
+        width: the image width in pixels.
 
     Returns:
         A tensor ``(N, 3, 3)``.
@@ -339,7 +342,8 @@ def normalized_to_pixels(h, height: int, width: int):
 
     Args:
         h: ``(N, 3, 3)`` matrices in normalised coordinates.
-        height, width: the image size in pixels.
+        height: the image height in pixels.
+        width: the image width in pixels.
 
     Returns:
         A tensor ``(N, 3, 3)``.

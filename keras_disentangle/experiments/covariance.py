@@ -126,7 +126,7 @@ def _dataset(x: np.ndarray, batch_size: int, epochs: int, seed: int) -> tuple:
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self._epoch, self._order = -1, None
+            self._epoch, self._order = -1, np.arange(len(x))
 
         def __len__(self):
             return epochs * n_batches

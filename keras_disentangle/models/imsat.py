@@ -610,7 +610,8 @@ class IMSAT(keras.Model):
         else:
             pair_mi = 2.0 * pair  # ordered pairs, as the authors' code
             info = cond - marg + pair_mi
-            self.pair_mi_tracker.update_state(pair_mi)
+            if self.pair_mi_tracker is not None:
+                self.pair_mi_tracker.update_state(pair_mi)
         self.r_sat_tracker.update_state(r_sat)
         self.conditional_entropy_tracker.update_state(cond)
         self.marginal_entropy_tracker.update_state(marg)
