@@ -50,6 +50,12 @@ class LabelledKLMargin(keras.losses.Loss):
     Use it on a named representation output of a multi-output model, with
     ``loss_weights`` as the penalty weight.
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         margin: the margin ``m``, a finite number >= 0. The paper used 0.1-1.
         unlabelled: the label value of unlabelled samples, an integer or

@@ -64,6 +64,12 @@ class KernelKLMargin(keras.regularizers.Regularizer):
 
     ``weight * sum_{i<j} [max(0, m - KL(d_i‖d_j)) + max(0, m - KL(d_j‖d_i))]``.
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         margin: the margin ``m``, a finite number >= 0. The paper used 5-10.
         weight: the factor of the penalty, a finite number >= 0.
@@ -156,6 +162,12 @@ class ActivityKLMargin(_BatchStatisticRegularizer):
     samples against all the gathered ones); ``False`` over the pairs within
     each replica's slice, averaged over the replicas (module docstring).
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         margin: the margin ``m``, a finite number >= 0. The paper used 0.1-1.
         weight: the factor of the penalty, a finite number >= 0.
@@ -200,6 +212,12 @@ class DeCov(_CovarianceRegularizer):
     ``synchronized=True`` computes ``C`` on the global batch of all
     replicas from all-reduced sums (module docstring).
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         weight: the factor of the penalty, a finite number >= 0.
         features: ``"flatten"`` or ``"channels"`` (channels-last maps).
@@ -233,6 +251,12 @@ class CovarianceL1(_CovarianceRegularizer):
     The loss added to the model is ``weight * (1/p^2) sum_ij |C_ij|`` with
     ``C = (1/(N-1)) Hc^T Hc``, the diagonal included. ``features`` and
     ``synchronized`` as in ``DeCov``.
+
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
 
     Args:
         weight: the factor ``λ`` of the penalty, a finite number >= 0.

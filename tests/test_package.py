@@ -65,3 +65,22 @@ def test_metrics_alias_warns_and_reexports_scores():
     assert any(issubclass(w.category, DeprecationWarning) for w in caught)
     assert metrics.cluster_scores is scores.cluster_scores
     assert set(metrics.__all__) == set(scores.__all__)
+
+
+def test_every_registered_class_says_how_to_load_it():
+    import keras
+
+    import keras_disentangle  # noqa: F401 (registers the classes)
+
+    registered = {
+        name: obj
+        for name, obj in keras.saving.get_custom_objects().items()
+        if name.startswith("keras_disentangle>")
+    }
+    assert len(registered) >= 10
+    missing = [
+        n
+        for n, obj in registered.items()
+        if "import keras_disentangle``" not in (obj.__doc__ or "")
+    ]
+    assert not missing, f"docstrings without the save/load note: {missing}"

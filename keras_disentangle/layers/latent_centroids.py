@@ -48,6 +48,12 @@ class LatentCentroids(keras.layers.Layer):
     ``CentroidReinit`` re-initialises ``layer.centroids`` from the latents of
     labelled data, class-balanced, during the first epochs.
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         n_clusters: number of centroids, an integer >= 1.
         weight: initial factor of the penalty, a finite number >= 0.

@@ -32,6 +32,12 @@ class XCovPenalty(keras.layers.Layer):
     one-device step; ``False`` optimises the mean over the replicas of the
     value on each slice (an empty slice counts as 0).
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         weight: the factor of the penalty, a finite number >= 0.
         features: ``"flatten"`` or ``"channels"``.

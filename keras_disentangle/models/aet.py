@@ -100,6 +100,12 @@ class AET(SeedStateMixin, keras.Model):
     ``predict`` returns the encoder's features of the untransformed input.
     Logs show ``loss`` and ``transform_mse``.
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         encoder: a ``keras.Model`` from images ``(batch, H, W)`` or
             ``(batch, H, W, C)`` (channels last, H and W known) to one output,

@@ -185,6 +185,12 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
     the state of its random prior samples save to ``.keras`` and load back
     after ``import keras_disentangle``.
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         encoder: a functional or Sequential ``keras.Model`` built on a
             ``keras.Input`` whose single output is ``(batch, D)``.

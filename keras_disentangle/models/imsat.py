@@ -299,6 +299,12 @@ class IMSAT(keras.Model):
     Save with ``model.save("m.keras")``; load with ``import keras_disentangle``
     first (it registers the class), then ``keras.saving.load_model``.
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle`` (without that import, loading fails with
+    a long error whose cause, an unknown ``keras_disentangle>...``
+    object, is at its end).
+
     Args:
         encoder: a Keras model or layer mapping inputs to ``n_clusters`` or
             ``n_bits`` logits (no final activation); ``imsat_mlp`` builds the
