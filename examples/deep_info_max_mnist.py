@@ -22,16 +22,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
-from keras_disentangle import datasets  # noqa: E402
 from keras_disentangle.models import DeepInfoMax  # noqa: E402
-from keras_disentangle.scores import linear_probe_accuracy  # noqa: E402
+
+# The evaluation loop shared with the other self-supervised example.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _linear_probe import mnist_splits, probe_seed, summarise  # noqa: E402
 
 
 def conv_encoder(
@@ -64,34 +64,17 @@ def run_seed(
     verbose: int = 0,
 ) -> dict:
     """Trains one seed; returns trained and untrained probe accuracies."""
-    (x_train, y_train), (x_test, y_test) = splits
-    x_train, x_test = x_train[..., None], x_test[..., None]
-    keras.utils.set_random_seed(seed)
-    encoder = conv_encoder(x_train.shape[1:], sigmoid=gamma > 0)
-    untrained = conv_encoder(x_train.shape[1:], sigmoid=gamma > 0)
-    untrained.set_weights(encoder.get_weights())
-
-    dim = DeepInfoMax(encoder, "local", estimator=estimator, gamma=gamma, seed=seed)
-    dim.compile(optimizer=keras.optimizers.Adam(1e-3))
-    start = time.time()
-    history = dim.fit(
-        x_train, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose
+    return probe_seed(
+        seed,
+        splits,
+        lambda shape: conv_encoder(shape, sigmoid=gamma > 0),
+        lambda encoder: DeepInfoMax(
+            encoder, "local", estimator=estimator, gamma=gamma, seed=seed
+        ),
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=verbose,
     )
-    seconds = time.time() - start
-
-    def probe(model):
-        return linear_probe_accuracy(
-            (model.predict(x_train, verbose=0), y_train),
-            (model.predict(x_test, verbose=0), y_test),
-        )
-
-    return {
-        "seed": seed,
-        "trained": probe(dim),
-        "untrained": probe(untrained),
-        "final_loss": float(history.history["loss"][-1]),
-        "train_seconds": seconds,
-    }
 
 
 def run(
@@ -104,26 +87,20 @@ def run(
     verbose: int = 0,
 ) -> dict:
     """All seeds on mnist_5k (train split: training and probe; test: score)."""
-    data = datasets.mnist_5k()
-    (x_train, y_train), (x_test, y_test) = data.train, data.test
-    splits = (
-        (x_train[:n_train], y_train[:n_train]),
-        (x_test[:n_test], y_test[:n_test]),
+    splits = mnist_splits(n_train, n_test)
+    return summarise(
+        [
+            run_seed(
+                s,
+                splits,
+                epochs=epochs,
+                estimator=estimator,
+                gamma=gamma,
+                verbose=verbose,
+            )
+            for s in seeds
+        ]
     )
-    rows = [
-        run_seed(
-            s, splits, epochs=epochs, estimator=estimator, gamma=gamma, verbose=verbose
-        )
-        for s in seeds
-    ]
-    trained = np.array([r["trained"] for r in rows])
-    untrained = np.array([r["untrained"] for r in rows])
-    return {
-        "rows": rows,
-        "trained_mean": float(trained.mean()),
-        "untrained_mean": float(untrained.mean()),
-        "trained_beats_untrained_every_seed": bool(np.all(trained > untrained)),
-    }
 
 
 def main(argv=None) -> dict:
