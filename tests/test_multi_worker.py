@@ -185,18 +185,11 @@ def _check_step(factory, tmp_path):
             np.testing.assert_allclose(got - w0, w, rtol=1e-5, atol=1e-5 * scale)
 
 
-@pytest.mark.slow
 @pytest.mark.backends("tensorflow", reason="MultiWorkerMirroredStrategy")
 def test_two_workers_decov_step_equals_one_device(tmp_path):
     _check_step("test_multi_worker:decov_model", tmp_path)
 
 
-@pytest.mark.slow
 @pytest.mark.backends("tensorflow", reason="MultiWorkerMirroredStrategy")
-@pytest.mark.xfail(
-    strict=False,
-    reason="IMSAT's per-replica scaling and synchronized H(Y) are fixed on the "
-    "imsat branch, not on this one",
-)
 def test_two_workers_imsat_step_equals_one_device(tmp_path):
     _check_step("test_multi_worker:imsat_model", tmp_path)
