@@ -54,6 +54,7 @@ __all__ = [
     "write_csv",
     "save_figure",
     "new_figure",
+    "steps_per_execution",
     "mean_std",
     "fail",
     "chunk_count",
@@ -438,6 +439,14 @@ def save_figure(fig: Any, path: str | os.PathLike) -> pathlib.Path:
             plt.close(fig)
     _record(path)
     return path
+
+
+def steps_per_execution(steps: int) -> int:
+    """``steps`` for ``compile(steps_per_execution=...)``, or 1 on the
+    PyTorch backend, whose trainer runs one step per call."""
+    import keras
+
+    return 1 if keras.backend.backend() == "torch" else max(1, int(steps))
 
 
 def new_figure(**kwargs: Any) -> Any:

@@ -175,7 +175,7 @@ def train_autoencoder(
         keras.optimizers.Adam(schedule),
         "mse",
         jit_compile=True,
-        steps_per_execution=min(total, 200),
+        steps_per_execution=_common.steps_per_execution(min(total, 200)),
     )
     # One Keras "epoch" per 10% of the steps keeps the loop overhead small.
     chunks = _common.chunk_count(total)

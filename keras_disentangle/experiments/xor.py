@@ -135,7 +135,7 @@ def train(
         keras.optimizers.Adam(learning_rate),
         "binary_crossentropy",
         jit_compile=True,
-        steps_per_execution=min(per_chunk, 500),
+        steps_per_execution=_common.steps_per_execution(min(per_chunk, 500)),
     )
     model.fit(
         np.tile(x, (per_chunk, 1)),
