@@ -226,7 +226,7 @@ def kernel_kl_margin(kernel: Tensor, margin: float | Tensor) -> Tensor:
     Example:
 
         >>> import numpy as np
-        >>> float(kernel_kl_margin(np.zeros((3, 2)), margin=1.0))  # 2 equal units
+        >>> round(float(kernel_kl_margin(np.zeros((3, 2)), margin=1.0)), 4)  # 2 units
         2.0
 
     References:
