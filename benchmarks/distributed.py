@@ -26,6 +26,9 @@ import subprocess
 import sys
 import time
 
+# Measure this checkout, not an installed copy of the package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["KERAS_BACKEND"] = "tensorflow"
 

@@ -9,6 +9,7 @@ TensorFlow, JAX or PyTorch unless that backend is the active one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import keras
 __all__ = [
     "apply_gradients",
     "backend_name",
+    "computes_on_cpu",
     "stateless_train_step",
     "value_and_gradient",
     "variable_gradients",
@@ -26,6 +28,40 @@ __all__ = [
 def backend_name() -> str:
     """The active Keras backend: ``"tensorflow"``, ``"jax"`` or ``"torch"``."""
     return keras.backend.backend()
+
+
+def computes_on_cpu(x: Any = None) -> bool:
+    """Whether the backend computes on the CPU (``x``'s device on PyTorch).
+
+    Used to size work for the CPU's caches (the pairwise penalties process
+    their ``N x N`` block in column slices there); on an accelerator the
+    whole block is one kernel.
+    """
+    backend = backend_name()
+    if backend == "torch":
+        device = getattr(x, "device", None)
+        if device is not None:
+            return device.type == "cpu"
+        import torch
+
+        return not torch.cuda.is_available()
+    return _default_device_is_cpu(backend)
+
+
+@functools.cache
+def _default_device_is_cpu(backend: str) -> bool:
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return not (
+            tf.config.list_logical_devices("GPU")
+            or tf.config.list_logical_devices("TPU")
+        )
+    return True
 
 
 def value_and_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
@@ -219,18 +255,3 @@ def stateless_train_step(
         for refs, values in zip(groups, state, strict=True)
     )
     return logs, new_state
-
-
-def assert_tf_backend(what: str) -> None:
-    """Raises a clear error when ``what`` needs the TensorFlow backend.
-
-    Kept only while a feature has no version for the other backends; every
-    public object should work on all three (issue: every Keras backend).
-    """
-    backend = backend_name()
-    if backend != "tensorflow":
-        raise RuntimeError(
-            f"{what} needs the TensorFlow backend of Keras, but the active "
-            f"backend is {backend!r}. Set the environment variable "
-            "KERAS_BACKEND=tensorflow before importing keras."
-        )

@@ -114,6 +114,54 @@ def test_activity_kl_margin_accepts_column_labels():
     assert a == pytest.approx(b)
 
 
+@pytest.fixture
+def small_cpu_blocks(monkeypatch):
+    """Column slices of 3 x 4 elements, so every pairwise test below is cut
+    into several slices (slices are only taken on the CPU)."""
+    monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 12)
+    monkeypatch.setattr(penalties, "computes_on_cpu", lambda x=None: True)
+    assert len(penalties._column_slices(10, 10, True)) == 10
+    assert penalties._column_slices(10, 10, False) == [None]
+    assert penalties._column_slices(None, 10, True) == [None]
+
+
+def test_column_slices_give_the_same_sums(small_cpu_blocks):
+    h = RNG.normal(scale=2.0, size=(10, 5))
+    labels = RNG.integers(0, 3, size=10)
+    weights = RNG.random(10)
+    np.testing.assert_allclose(
+        value(penalties.activity_kl_margin(h, 1.0)),
+        ref_activity_kl_margin(h, 1.0),
+        rtol=rtol(),
+    )
+    np.testing.assert_allclose(
+        value(penalties.activity_kl_margin(h, 1.0, labels=labels)),
+        ref_activity_kl_margin(h, 1.0, labels),
+        rtol=rtol(),
+    )
+    w = RNG.normal(scale=2.0, size=(4, 7))
+    np.testing.assert_allclose(
+        value(penalties.kernel_kl_margin(w, 0.5)),
+        ref_kernel_kl_margin(w, 0.5),
+        rtol=rtol(),
+    )
+    # Sample weights: w_ij = w_i w_j [y_i == y_j], against the same sums in
+    # one slice.
+    weighted = value(
+        penalties.activity_kl_margin(h, 1.0, labels=labels, sample_weight=weights)
+    )
+    _, g = grad(lambda x: penalties.activity_kl_margin(x, 1.0), h)
+    penalties._CPU_BLOCK_ELEMENTS = 10**9
+    assert weighted == pytest.approx(
+        value(
+            penalties.activity_kl_margin(h, 1.0, labels=labels, sample_weight=weights)
+        ),
+        rel=rtol(1e-12, 1e-6),
+    )
+    _, g_one = grad(lambda x: penalties.activity_kl_margin(x, 1.0), h)
+    np.testing.assert_allclose(g, g_one, rtol=rtol(1e-9, 1e-5), atol=rtol(1e-15, 1e-8))
+
+
 @pytest.mark.parametrize("shape", [(2, 3), (10, 4), (7, 2, 3)])
 def test_covariance_penalties_match_numpy(shape):
     h = RNG.normal(size=shape)
