@@ -467,7 +467,9 @@ def activity_kl_margin(
             else sample_weight * ops.cast(weights, h.dtype)
         )
     log_s = ops.log_softmax(h, axis=-1)
-    columns, column_weights, column_ids = log_s, weights, None
+    columns: Any = log_s
+    column_weights: Any = weights
+    column_ids: Any = None
     if labels is not None:
         column_ids = ids
     if synchronized:

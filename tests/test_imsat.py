@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import BACKEND, numpy, reload_in_fresh_process
 
-from keras_disentangle.models import IMSAT, imsat_mlp
+from keras_disentangle.models import IMSAT, fit_imsat, imsat_mlp
 from keras_disentangle.models.imsat import knn_distance
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -775,6 +775,80 @@ def test_example_quick(tmp_path, capsys):
         assert row in out
     assert all(0.0 <= v <= 1.0 for vs in results["clustering"].values() for v in vs)
     assert csv.exists() and "IMSAT (VAT)" in csv.read_text()
+
+
+# ------------------------------------------------------------------ fit_imsat
+def _tiny_x(n=64, d=5):
+    return np.random.default_rng(0).normal(size=(n, d)).astype("float32")
+
+
+def test_fit_imsat_keeps_the_restart_of_lowest_objective(monkeypatch):
+    """The restart whose IMSAT loss (evaluate) is lowest is returned."""
+    losses = iter([0.5, -1.0, 0.2])
+    monkeypatch.setattr(IMSAT, "evaluate", lambda self, *a, **k: {"loss": next(losses)})
+    model = fit_imsat(_tiny_x(), n_clusters=3, epochs=1, n_init=3, hidden=(8,), seed=4)
+    assert model.restart_objectives == [0.5, -1.0, 0.2]
+    seeds = np.random.SeedSequence(4).generate_state(3) % (2**31 - 1)
+    assert model.seed == int(seeds[1])  # the second restart
+    assert len(set(int(s) for s in seeds)) == 3
+
+
+def test_fit_imsat_is_reproducible_and_hashes():
+    x = _tiny_x()
+    a = fit_imsat(x, n_clusters=3, epochs=2, n_init=2, hidden=(8,), seed=1)
+    b = fit_imsat(x, n_clusters=3, epochs=2, n_init=2, hidden=(8,), seed=1)
+    np.testing.assert_allclose(a.restart_objectives, b.restart_objectives, rtol=1e-5)
+    np.testing.assert_array_equal(a.predict_clusters(x), b.predict_clusters(x))
+    codes = fit_imsat(x, n_bits=4, epochs=1, n_init=1, hidden=(8,)).predict_codes(x)
+    assert codes.shape == (64, 4) and set(np.unique(codes)) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, "n_clusters and n_bits"),
+        ({"n_clusters": 3, "n_bits": 4}, "n_clusters and n_bits"),
+        ({"n_clusters": 3, "n_init": 0}, "n_init"),
+        ({"n_clusters": 3, "epochs": 0}, "epochs"),
+        ({"n_clusters": 3, "seed": None}, "seed"),
+        ({"n_clusters": 3, "verbose": 3}, "verbose"),
+    ],
+)
+def test_fit_imsat_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit_imsat(_tiny_x(), **kwargs)
+
+
+def test_fit_imsat_wants_flat_samples():
+    with pytest.raises(ValueError, match=r"x.reshape\(len\(x\), -1\)"):
+        fit_imsat(np.zeros((4, 2, 2), "float32"), n_clusters=2)
+
+
+def test_fit_imsat_beats_kmeans_on_8x8_digits():
+    """The reduced claim of the recipe on the data it was not tuned on
+    (docs/imsat.md): ``fit_imsat`` with 3 restarts, the authors' encoder
+    narrowed to 512 units and 60 epochs, clusters scikit-learn's 1,797 8x8
+    digits better than KMeans on the pixels, mean over two seeds (measured on
+    TensorFlow: IMSAT 0.871 / 0.845, KMeans 0.790 / 0.793; seed 2: 0.824 /
+    0.788). Single runs without restarts range from 0.66 to 0.94."""
+    from sklearn.cluster import KMeans
+
+    from keras_disentangle import datasets
+    from keras_disentangle.scores import clustering_accuracy
+
+    splits = datasets.digits()
+    x = np.concatenate([s[0] for s in splits])
+    y = np.concatenate([s[1] for s in splits])
+    x = (2.0 * x.reshape(len(x), -1) - 1.0).astype("float32")
+    imsat, kmeans = [], []
+    for seed in (0, 1):
+        model = fit_imsat(
+            x, n_clusters=10, epochs=60, n_init=3, hidden=(512, 512), seed=seed
+        )
+        imsat.append(clustering_accuracy(y, model.predict_clusters(x)))
+        km = KMeans(10, n_init=3, random_state=seed).fit(x)
+        kmeans.append(clustering_accuracy(y, km.labels_))
+    assert np.mean(imsat) >= np.mean(kmeans) + 0.025, (imsat, kmeans)
 
 
 def test_recipe_beats_kmeans_on_raw_mnist_digits():

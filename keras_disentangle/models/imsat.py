@@ -21,7 +21,7 @@ from keras_disentangle._validation import (
 )
 from keras_disentangle.models._serialization import deserialize_sub_objects
 
-__all__ = ["IMSAT", "imsat_mlp", "knn_distance"]
+__all__ = ["IMSAT", "fit_imsat", "imsat_mlp", "knn_distance"]
 
 _INPUT_KEYS = ("x", "knn_distance")
 _SEED_STATE_KEY = "seed_generator_state"
@@ -746,3 +746,131 @@ class IMSAT(keras.Model):
     def from_config(cls, config, custom_objects=None):
         keys = ("encoder", "augmentation")
         return cls(**deserialize_sub_objects(config, keys, custom_objects))
+
+
+def fit_imsat(
+    x,
+    *,
+    n_clusters: int | None = None,
+    n_bits: int | None = None,
+    epochs: int = 100,
+    n_init: int = 3,
+    hidden: Sequence[int] | None = None,
+    batch_size: int = 250,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+    verbose: int = 0,
+    **imsat_kwargs,
+) -> IMSAT:
+    """The authors' IMSAT recipe, with restarts kept by their own objective.
+
+    Trains ``n_init`` models from different initialisations, each the
+    authors' way (``imsat_mlp`` encoder, ``IMSAT`` with its defaults, Adam
+    with ``learning_rate``, batches of ``batch_size``, ``epochs`` epochs on
+    ``model.knn_inputs(x)``), and returns the one whose IMSAT loss on ``x``
+    (``model.evaluate``, the objective training minimises, no labels) is the
+    lowest: the same rule as ``sklearn.cluster.KMeans(n_init=...)``, which
+    keeps the run of lowest inertia. IMSAT's result depends on the
+    initialisation (on scikit-learn's 8x8 digits, single runs range from
+    0.77 to 0.94 clustering accuracy; see the IMSAT page of the
+    documentation); the restarts make the recipe dependable.
+
+    Restart ``i`` uses the seed ``SeedSequence(seed).generate_state(n_init)[i]``
+    for the encoder's weights, the random directions and, through
+    ``keras.utils.set_random_seed`` (which this function calls, changing the
+    global seeds of Python, NumPy and the backend), the shuffling.
+
+    Args:
+        x: the training samples, array ``(N, d)`` (flatten images first);
+            the authors scale them to ``[-1, 1]``.
+        n_clusters: number of clusters (softmax head). Exactly one of
+            ``n_clusters`` and ``n_bits``.
+        n_bits: number of hash bits (sigmoid head).
+        epochs: epochs per restart (authors: 50 on MNIST's 70,000 images,
+            i.e. 14,000 steps; 100 on the 1,797 to 5,000 bundled samples).
+        n_init: number of restarts, >= 1.
+        hidden: hidden layers of the encoder; default the authors':
+            ``(1200, 1200)`` for clustering, ``(400, 400)`` for hashing.
+        batch_size: mini-batch size (authors: 250).
+        learning_rate: Adam's learning rate (authors: 0.002).
+        seed: an integer >= 0.
+        verbose: 0 silent; 1 one line per restart with its objective;
+            2 also Keras's progress bar for each epoch.
+        **imsat_kwargs: passed to ``IMSAT`` (``augmentation``, ``lam``,
+            ``mu``, ...).
+
+    Returns:
+        The trained ``IMSAT`` model of the lowest objective; its
+        ``restart_objectives`` attribute lists every restart's objective.
+
+    Example:
+
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(64, 5)).astype("float32")
+        >>> model = fit_imsat(x, n_clusters=3, epochs=1, n_init=2, hidden=(8,))
+        >>> model.predict_clusters(x).shape, len(model.restart_objectives)
+        ((64,), 2)
+    """
+    if (n_clusters is None) == (n_bits is None):
+        raise ValueError(
+            "Invalid values for arguments n_clusters and n_bits: expected "
+            "exactly one of them (n_clusters for clustering, n_bits for "
+            f"hashing). Received: n_clusters={n_clusters!r}, n_bits={n_bits!r}"
+        )
+    epochs = check_positive_int("epochs", epochs)
+    n_init = check_positive_int("n_init", n_init)
+    batch_size = check_positive_int("batch_size", batch_size)
+    learning_rate = check_positive("learning_rate", learning_rate)
+    seed = check_seed("seed", seed)
+    if seed is None:
+        raise ValueError(
+            "Invalid value for argument seed: expected an integer >= 0 (the "
+            "restarts derive their seeds from it). Received: seed=None"
+        )
+    check_choice("verbose", verbose, (0, 1, 2))
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(
+            "Invalid shape for argument x: expected (N, d) samples; flatten "
+            f"images first, e.g. x.reshape(len(x), -1). Received: x.shape={x.shape}"
+        )
+    if hidden is None:
+        hidden = (1200, 1200) if n_clusters is not None else (400, 400)
+    n_outputs = check_positive_int(
+        "n_clusters" if n_clusters is not None else "n_bits",
+        n_clusters if n_clusters is not None else n_bits,
+    )
+    seeds = np.random.SeedSequence(seed).generate_state(n_init) % (2**31 - 1)
+    best, best_objective, objectives = None, np.inf, []
+    knn = None
+    for i, restart_seed in enumerate(int(s) for s in seeds):
+        keras.utils.set_random_seed(restart_seed)
+        encoder = imsat_mlp(x.shape[1], n_outputs, hidden=hidden, seed=restart_seed)
+        model = IMSAT(
+            encoder,
+            n_clusters=n_clusters,
+            n_bits=n_bits,
+            seed=restart_seed,
+            **imsat_kwargs,
+        )
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
+        if knn is None:  # the same data for every restart: measured once
+            knn = model.knn_inputs(x) if model.epsilon is None else x
+        model.fit(
+            knn, batch_size=batch_size, epochs=epochs, verbose=2 if verbose == 2 else 0
+        )
+        objective = float(
+            model.evaluate(knn, batch_size=batch_size, verbose=0, return_dict=True)[
+                "loss"
+            ]
+        )
+        objectives.append(objective)
+        if verbose:
+            print(
+                f"IMSAT restart {i + 1}/{n_init}: objective {objective:.4f}", flush=True
+            )
+        if objective < best_objective or best is None:
+            best, best_objective = model, objective
+    assert best is not None  # n_init >= 1
+    best.restart_objectives = objectives
+    return best
