@@ -824,6 +824,12 @@ def test_fit_imsat_wants_flat_samples():
         fit_imsat(np.zeros((4, 2, 2), "float32"), n_clusters=2)
 
 
+@pytest.mark.backends(
+    "tensorflow",
+    "jax",
+    reason="6 trainings take 4-7 minutes on PyTorch's eager CPU trainer; the "
+    "claim is about the recipe, checked on TensorFlow and JAX",
+)
 def test_fit_imsat_beats_kmeans_on_8x8_digits():
     """The reduced claim of the recipe on the data it was not tuned on
     (docs/imsat.md): ``fit_imsat`` with 3 restarts, the authors' encoder
