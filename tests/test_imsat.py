@@ -795,8 +795,8 @@ def test_fit_imsat_keeps_the_restart_of_lowest_objective(monkeypatch):
 
 def test_fit_imsat_is_reproducible_and_hashes():
     x = _tiny_x()
-    a = fit_imsat(x, n_clusters=3, epochs=2, n_init=2, hidden=(8,), seed=1)
-    b = fit_imsat(x, n_clusters=3, epochs=2, n_init=2, hidden=(8,), seed=1)
+    a = fit_imsat(x, n_clusters=3, epochs=2, n_init=1, hidden=(8,), seed=1)
+    b = fit_imsat(x, n_clusters=3, epochs=2, n_init=1, hidden=(8,), seed=1)
     np.testing.assert_allclose(a.restart_objectives, b.restart_objectives, rtol=1e-5)
     np.testing.assert_array_equal(a.predict_clusters(x), b.predict_clusters(x))
     codes = fit_imsat(x, n_bits=4, epochs=1, n_init=1, hidden=(8,)).predict_codes(x)
@@ -826,9 +826,9 @@ def test_fit_imsat_wants_flat_samples():
 
 @pytest.mark.backends(
     "tensorflow",
-    "jax",
-    reason="6 trainings take 4-7 minutes on PyTorch's eager CPU trainer; the "
-    "claim is about the recipe, checked on TensorFlow and JAX",
+    reason="6 trainings: 1.5 minutes on TensorFlow, about 2 on JAX and 4-7 on "
+    "PyTorch's eager trainer; the claim is about the recipe, checked on the "
+    "default backend (it passes on the other two)",
 )
 def test_fit_imsat_beats_kmeans_on_8x8_digits():
     """The reduced claim of the recipe on the data it was not tuned on
