@@ -201,6 +201,19 @@ def _replica_sum_flat(stats: dict) -> dict:
     return out
 
 
+def _check_head(n_clusters, n_bits) -> tuple[int | None, int | None]:
+    """Exactly one of ``n_clusters`` (>= 2) and ``n_bits`` (>= 1)."""
+    if (n_clusters is None) == (n_bits is None):
+        raise ValueError(
+            "Invalid values for arguments n_clusters and n_bits: expected "
+            "exactly one of them (n_clusters for clustering, n_bits for "
+            f"hashing). Received: n_clusters={n_clusters!r}, n_bits={n_bits!r}"
+        )
+    if n_clusters is not None:
+        return check_positive_int("n_clusters", n_clusters, minimum=2), None
+    return None, check_positive_int("n_bits", n_bits)
+
+
 def _check_optional_positive(name, value):
     return None if value is None else check_positive(name, value)
 
@@ -366,16 +379,7 @@ class IMSAT(keras.Model):
                 "Invalid value for argument encoder: expected a Keras model or "
                 f"layer. Received: encoder={encoder!r}"
             )
-        if (n_clusters is None) == (n_bits is None):
-            raise ValueError(
-                "Invalid values for arguments n_clusters and n_bits: expected "
-                "exactly one of them (n_clusters for clustering, n_bits for "
-                f"hashing). Received: n_clusters={n_clusters!r}, n_bits={n_bits!r}"
-            )
-        if n_clusters is not None:
-            n_clusters = check_positive_int("n_clusters", n_clusters, minimum=2)
-        if n_bits is not None:
-            n_bits = check_positive_int("n_bits", n_bits)
+        n_clusters, n_bits = _check_head(n_clusters, n_bits)
         if not callable(augmentation):
             check_choice("augmentation", augmentation, ("vat", "rpt"))
         lam = check_non_negative("lam", lam)
@@ -810,13 +814,14 @@ def fit_imsat(
         >>> model = fit_imsat(x, n_clusters=3, epochs=1, n_init=2, hidden=(8,))
         >>> model.predict_clusters(x).shape, len(model.restart_objectives)
         ((64,), 2)
+
+    References:
+        Hu, Miyato, Tokui, Matsumoto & Sugiyama, "Learning Discrete
+        Representations via Information Maximizing Self-Augmented Training",
+        ICML 2017; reference code github.com/weihua916/imsat
+        (``imsat_cluster.py``, ``imsat_hash.py``).
     """
-    if (n_clusters is None) == (n_bits is None):
-        raise ValueError(
-            "Invalid values for arguments n_clusters and n_bits: expected "
-            "exactly one of them (n_clusters for clustering, n_bits for "
-            f"hashing). Received: n_clusters={n_clusters!r}, n_bits={n_bits!r}"
-        )
+    n_clusters, n_bits = _check_head(n_clusters, n_bits)
     epochs = check_positive_int("epochs", epochs)
     n_init = check_positive_int("n_init", n_init)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -836,10 +841,7 @@ def fit_imsat(
         )
     if hidden is None:
         hidden = (1200, 1200) if n_clusters is not None else (400, 400)
-    n_outputs = check_positive_int(
-        "n_clusters" if n_clusters is not None else "n_bits",
-        n_clusters if n_clusters is not None else n_bits,
-    )
+    n_outputs = int(n_clusters or n_bits or 0)
     seeds = np.random.SeedSequence(seed).generate_state(n_init) % (2**31 - 1)
     best, best_objective, objectives = None, np.inf, []
     knn = None
