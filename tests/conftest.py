@@ -5,6 +5,10 @@
   CPUs for TensorFlow (``tf.distribute.MirroredStrategy``), two XLA host
   devices for JAX (``keras.distribution.DataParallel``). A model built
   without a strategy or distribution still runs on the first device alone.
+- ``@pytest.mark.backend_independent`` (or a module's ``pytestmark``): a test
+  of NumPy scores, docs, CLI parsing or datasets that no Keras backend
+  changes; it runs on TensorFlow, the default backend, and is skipped on the
+  others (CI runs the suite once per backend).
 - Fixtures ``mirrored_strategy`` and ``data_parallel`` give the two-replica
   set-ups, skipping on a backend that has none.
 """
@@ -50,6 +54,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords and not config.getoption("--slow"):
             item.add_marker(skip_slow)
+        if "backend_independent" in item.keywords and BACKEND != "tensorflow":
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="backend-independent: runs on the TensorFlow run only"
+                )
+            )
+            continue
         marker = item.get_closest_marker("backends")
         if marker is not None and BACKEND not in marker.args:
             reason = marker.kwargs.get("reason", "")
