@@ -6,13 +6,16 @@
   and JAX with x64 do; Keras's JAX and PyTorch backends compute some float64
   ops in float32, so float64 references are checked with float32 tolerances
   there (``rtol()`` says which).
-- ``reload_in_fresh_process(path, script)``: the save/reload harness.
+- ``reload_in_fresh_process(path, script)``: the save/reload harness (one
+  fresh process per test file, see ``FreshProcess``).
 - ``compiled(fn)``: ``fn`` traced as in ``fit`` (``tf.function``,
   ``jax.jit``; PyTorch runs eagerly).
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import subprocess
 import sys
@@ -62,23 +65,94 @@ def rtol(exact: float = 1e-9, single: float = 1e-5) -> float:
     return exact if FLOAT64 else single
 
 
-def reload_in_fresh_process(path, script: str) -> str:
-    """Runs ``script`` in a new Python process after ``import keras,
-    keras_disentangle`` with ``PATH`` bound to the saved file, on the same
-    backend; returns its standard output. Fails the test on a non-zero exit.
+class FreshProcess:
+    """A Python process that has imported only ``keras`` and
+    ``keras_disentangle`` (on the tests' backend), running scripts sent to
+    it one after the other, each in a new namespace.
+
+    It is fresh for the objects a test saves (nothing the test process
+    registered or built is there), and one process serves all the reload
+    tests of a test file: an interpreter that imports TensorFlow takes 5-15
+    s to start on a 2-core machine.
     """
-    code = (
-        "import keras, numpy as np, keras_disentangle\n"
-        f"PATH = {str(path)!r}\n" + textwrap.dedent(script)
+
+    _SERVER = textwrap.dedent(
+        """
+        import contextlib, io, json, sys, traceback
+        import keras, numpy as np, keras_disentangle
+        protocol = sys.stdout
+        sys.stdout = sys.stderr
+        for line in sys.stdin:
+            out = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(out):
+                    exec(json.loads(line), {"keras": keras, "np": np,
+                                            "keras_disentangle": keras_disentangle})
+                reply = {"ok": True, "stdout": out.getvalue()}
+            except BaseException:
+                reply = {"ok": False, "stdout": out.getvalue(),
+                         "error": traceback.format_exc()}
+            protocol.write(json.dumps(reply) + "\\n")
+            protocol.flush()
+        """
     )
-    env = dict(os.environ, KERAS_BACKEND=BACKEND)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+
+    def __init__(self) -> None:
+        env = dict(os.environ, KERAS_BACKEND=BACKEND)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self._SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+
+    def run(self, code: str) -> str:
+        """Runs ``code``; its standard output, or an AssertionError with the
+        traceback of an exception raised there."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(code) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line, f"the fresh process died (exit {self.process.wait()})"
+        reply = json.loads(line)
+        assert reply["ok"], reply["error"][-3000:]
+        return reply["stdout"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+_FRESH: dict[str, FreshProcess] = {}
+
+
+def _fresh_process() -> FreshProcess:
+    """The fresh process of the running test's file (one per file)."""
+    current = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[0]
+    if current not in _FRESH:
+        for other in _FRESH.values():  # the previous file's: done with it
+            other.close()
+        _FRESH.clear()
+        _FRESH[current] = FreshProcess()
+    return _FRESH[current]
+
+
+atexit.register(lambda: [p.close() for p in _FRESH.values()])
+
+
+def reload_in_fresh_process(path, script: str) -> str:
+    """Runs ``script`` in a process that has imported only ``keras``,
+    ``numpy as np`` and ``keras_disentangle``, with ``PATH`` bound to the
+    saved file, on the same backend; returns its standard output. Fails the
+    test if the script raises. One such process serves a test file.
+    """
+    code = f"PATH = {str(path)!r}\n" + textwrap.dedent(script)
+    return _fresh_process().run(code)
 
 
 def assert_reload_resumes(model, x, tmp_path, checks: str = "") -> None:

@@ -49,7 +49,7 @@ import time
 
 import numpy as np
 
-from keras_disentangle.experiments import _common
+from keras_disentangle.experiments import _common, _stats
 from keras_disentangle.experiments.covariance import _floats
 
 NAME = "conv-autoencoder"
@@ -487,9 +487,31 @@ def main(args: argparse.Namespace) -> int:
             "(sample-image patches, not CIFAR-10: compare with the paper in "
             "direction only, not in absolute terms)"
         )
+    at_table = [
+        r
+        for r in rows
+        if r["regularizer"] == "none" or np.isclose(r["lambda"], args.table_lambda)
+    ]
+    differences = (
+        _stats.difference_rows(at_table, "regularizer", list(METRICS), "none")
+        if any(r["regularizer"] == "none" for r in at_table)
+        else []
+    )
+    if differences:
+        _common.print_table(
+            differences,
+            list(differences[0]),
+            title=(
+                f"\nAt λ = {args.table_lambda:g}, paired differences to none over "
+                f"{len(seeds)} seed(s) (mean, 95% Student-t interval)"
+            ),
+            precision=4,
+        )
     _common.write_csv(rows, out / "conv_autoencoder_runs.csv")
     _common.write_csv(summary, out / "conv_autoencoder.csv")
     _common.write_csv(table, out / "conv_autoencoder_table1.csv")
+    if differences:
+        _common.write_csv(differences, out / "conv_autoencoder_differences.csv")
     plot_figure6(
         summary,
         out / "conv_autoencoder_figure6.png",

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_disentangle.experiments import _common
+from keras_disentangle.experiments import _common, _stats
 
 NAME = "forced-to-learn"
 HELP = (
@@ -794,8 +794,24 @@ def main(args: argparse.Namespace) -> int:
     paper = [{"variant": v, "ami": a} for v, (a, _) in PAPER.items() if v in variants]
     _common.progress(f"ranking by test AMI, measured: {ranking(summary)}")
     _common.progress(f"ranking by AMI, the paper:      {ranking(paper)}")
+    differences = (
+        _stats.difference_rows(rows, "variant", ["ami", "nmi"], "baseline")
+        if "baseline" in variants
+        else []
+    )
+    if differences:
+        _common.print_table(
+            differences,
+            list(differences[0]),
+            title=(
+                f"\nPaired differences to the baseline over {len(seeds)} seed(s) "
+                "(mean, 95% Student-t interval; significant: it excludes 0)"
+            ),
+        )
     _common.write_csv(rows, out / "forced_to_learn.csv")
     _common.write_csv(summary, out / "summary.csv")
+    if differences:
+        _common.write_csv(differences, out / "differences.csv")
     _common.progress(f"[{NAME}] plotting ...")
     paths = _plots(test_features, splits.test[1], out, args.quick)
     _common.progress(
