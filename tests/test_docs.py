@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.backend_independent
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The files whose ```python blocks a user copies first.

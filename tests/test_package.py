@@ -9,6 +9,8 @@ import warnings
 
 import pytest
 
+pytestmark = pytest.mark.backend_independent
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

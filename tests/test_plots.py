@@ -11,6 +11,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from keras_disentangle import plots, scores  # noqa: E402
 
+pytestmark = pytest.mark.backend_independent
+
 
 def _png_ok(fig, tmp_path, name):
     path = tmp_path / f"{name}.png"

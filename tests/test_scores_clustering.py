@@ -12,6 +12,8 @@ from keras_disentangle.scores.clustering import (
     linear_probe_accuracy,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 # ------------------------------------------------------------ loop references
 
 

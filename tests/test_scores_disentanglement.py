@@ -14,6 +14,8 @@ from keras_disentangle.scores.disentanglement import (
     utilized_dimensions,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 # ------------------------------------------------------------ loop references
 
 

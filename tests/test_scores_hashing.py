@@ -9,6 +9,8 @@ from keras_disentangle.scores.hashing import (
     precision_within_radius,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 # ------------------------------------------------------------ loop references
 
 
