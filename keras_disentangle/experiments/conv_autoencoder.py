@@ -425,7 +425,7 @@ def main(args: argparse.Namespace) -> int:
         f"parameters, {CODE_UNITS}-unit code; {len(runs)} runs x {len(seeds)} "
         f"seed(s), at most {epochs} epochs (patience {patience}); output in {out}"
     )
-    rows = []
+    rows: list[dict] = []
     start = time.perf_counter()
     for seed in seeds:
         for reg, lam in runs:
