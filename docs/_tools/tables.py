@@ -35,20 +35,21 @@ import os
 import pathlib
 import platform
 import re
-import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the experiments import Keras
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
 if str(ROOT) not in sys.path:  # the checkout's experiments (statistics, papers)
     sys.path.insert(0, str(ROOT))
 
 BLOCK = re.compile(
-    r"(?P<open><!-- table: (?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)"
-    r"(?P<close><!-- /table -->)",
-    re.S,
+    r"(?P<open>^(?P<indent>[ ]*)<!-- table: (?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)"
+    r"(?P<close>^[ ]*<!-- /table -->)",
+    re.S | re.M,
 )
 
 # ---------------------------------------------------------------- recording
@@ -89,19 +90,32 @@ def _commit() -> str:
         return "-"
 
 
-def record(run: str, source: pathlib.Path, command: str, backend: str) -> None:
-    """Copies ``source``'s CSV files to ``docs/results/<run>/`` with meta.json."""
+#: Columns left out of recorded CSVs: wall-clock times, which no rerun repeats.
+DROPPED = ("seconds",)
+
+
+def record(
+    run: str, source: pathlib.Path, command: str, backend: str, commit: str | None
+) -> None:
+    """Copies ``source``'s CSV files to ``docs/results/<run>/`` with meta.json
+    (without the :data:`DROPPED` columns)."""
     target = RESULTS / run
     target.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name for p in source.glob("*.csv"))
     if not names:
         raise SystemExit(f"no CSV file in {source}")
     for name in names:
-        shutil.copyfile(source / name, target / name)
+        with open(source / name, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        columns = [c for c in (rows[0] if rows else {}) if c not in DROPPED]
+        with open(target / name, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
     meta = {
         "command": command,
         "keras_disentangle": _version("keras_disentangle"),
-        "commit": _commit(),
+        "commit": commit or _commit(),
         "backend": backend,
         "keras": _version("keras"),
         "tensorflow": _version("tensorflow"),
@@ -245,6 +259,40 @@ def forced_to_learn_differences() -> str:
         ]
         for d in diffs
     ]
+    best = max(diffs, key=lambda d: d["mean"])["variant"] if diffs else None
+    against = (
+        [
+            d
+            for d in _stats.paired_differences(rows, "variant", "ami", best or "")
+            if d["variant"] != "baseline"
+        ]
+        if best
+        else []
+    )
+    versus = (
+        "\n\n"
+        + markdown(
+            [
+                "variant",
+                f"AMI − {best} (mean over seeds)",
+                "95% CI",
+                f"seeds above {best}",
+                "significant",
+            ],
+            [
+                [
+                    d["variant"],
+                    f"{d['mean']:+.3f}",
+                    f"[{d['low']:+.3f}, {d['high']:+.3f}]",
+                    f"{d['wins']} / {d['n']}",
+                    "yes" if d["significant"] else "no",
+                ]
+                for d in against
+            ],
+        )
+        if against
+        else ""
+    )
     return (
         markdown(
             [
@@ -256,6 +304,7 @@ def forced_to_learn_differences() -> str:
             ],
             body,
         )
+        + versus
         + "\n\nSignificant: the paired Student-t interval excludes 0 (a paired "
         "t-test at the 5% level).\n"
     )
@@ -282,9 +331,13 @@ def forced_to_learn_summary() -> str:
         else "significant for none of them"
     )
     return (
-        f"Over {seeds} seeds the baseline's test AMI is {f3(base['mean'])} "
-        f"[{f3(base['low'])}, {f3(base['high'])}]; the paired gains over it are "
-        f"{parts} (95% intervals): {verdict}.\n"
+        textwrap.fill(
+            f"Over {seeds} seeds the baseline's test AMI is {f3(base['mean'])} "
+            f"[{f3(base['low'])}, {f3(base['high'])}]; the paired gains over it are "
+            f"{parts} (95% intervals): {verdict}.",
+            width=76,
+        )
+        + "\n"
     )
 
 
@@ -312,7 +365,10 @@ def render(text: str, tables: dict[str, Callable[[], str]] | None = None) -> str
         name = match["name"]
         if name not in tables:
             raise KeyError(f"unknown table block {name!r}: add it to TABLES")
-        return match["open"] + tables[name]() + match["close"]
+        body = tables[name]()
+        if match["indent"]:  # a block inside a list item: indent it as the item
+            body = textwrap.indent(body, match["indent"])
+        return match["open"] + body + match["close"]
 
     return BLOCK.sub(replace, text)
 
@@ -351,9 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("source", type=pathlib.Path)
     rec.add_argument("--command", required=True)
     rec.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
+    rec.add_argument("--commit", help="the commit the run ran on (default: HEAD)")
     args = parser.parse_args(argv)
     if args.action == "record":
-        record(args.run, args.source, args.command, args.backend)
+        record(args.run, args.source, args.command, args.backend, args.commit)
         return 0
     if args.action == "check":
         diffs = stale()
