@@ -341,12 +341,101 @@ def forced_to_learn_summary() -> str:
     )
 
 
+def _numbers(rows: list[dict]) -> list[dict]:
+    """CSV strings back to numbers, so that tables format them as printed."""
+    out = []
+    for row in rows:
+        new = {}
+        for key, value in row.items():
+            try:
+                new[key] = int(value) if value.isdigit() else float(value)
+            except ValueError:
+                new[key] = value
+        out.append(new)
+    return out
+
+
+def _printed(run: str, name: str, columns: list[str], **kwargs) -> str:
+    """A CSV as the command prints it (``_common.print_table``), in a code
+    block, with its provenance."""
+    from keras_disentangle.experiments import _common
+
+    rows = _numbers(read_csv(run, name))
+    text = _common.print_table(rows, columns, quiet=True, **kwargs)
+    return f"```\n{text}\n```\n\n{provenance(run)}\n"
+
+
+def covariance() -> str:
+    """§3.2: the linear autoencoder's table (mean over projections)."""
+    from keras_disentangle.experiments import _common
+    from keras_disentangle.experiments import covariance as cov
+
+    rows = _numbers(read_csv("covariance", "covariance.csv"))
+    for row in rows:
+        row["lambda"] = f"{row['lambda']:.3g}"
+    text = _common.print_table(rows, cov.COLUMNS + ["ud90_std"], quiet=True)
+    return f"```\n{text}\n```\n\n{provenance('covariance')}\n"
+
+
+def xor() -> str:
+    """§3.3: XOR, mean over seeds."""
+    from keras_disentangle.experiments import xor as x
+
+    return _printed("xor", "xor.csv", x.SUMMARY_COLUMNS)
+
+
+def conv_autoencoder_table1() -> str:
+    """§3.4 Table 1 at the paper's λ over seeds, with the paper's numbers."""
+    from keras_disentangle.experiments import conv_autoencoder as cae
+
+    return _printed(
+        "conv_autoencoder_table1",
+        "conv_autoencoder_table1.csv",
+        cae.TABLE1_COLUMNS,
+        precision=4,
+    )
+
+
+def conv_autoencoder_differences() -> str:
+    """§3.4: paired differences to no regularizer at the paper's λ."""
+    rows = read_csv("conv_autoencoder_table1", "conv_autoencoder_differences.csv")
+    body = [
+        [
+            r["variant"],
+            r["score"],
+            f"{float(r['difference']):+.4f}",
+            f"[{float(r['low']):+.4f}, {float(r['high']):+.4f}]",
+            f"{r['wins']} / {r['n']}",
+            r["significant"],
+        ]
+        for r in rows
+    ]
+    return (
+        markdown(
+            [
+                "regularizer",
+                "score",
+                "− none (mean over seeds)",
+                "95% CI",
+                "seeds above none",
+                "significant",
+            ],
+            body,
+        )
+        + "\n"
+    )
+
+
 #: Block name -> function returning its markdown (ending with a newline).
 TABLES: dict[str, Callable[[], str]] = {
     "forced_to_learn": forced_to_learn,
     "forced_to_learn_seeds": forced_to_learn_seeds,
     "forced_to_learn_differences": forced_to_learn_differences,
     "forced_to_learn_summary": forced_to_learn_summary,
+    "covariance": covariance,
+    "xor": xor,
+    "conv_autoencoder_table1": conv_autoencoder_table1,
+    "conv_autoencoder_differences": conv_autoencoder_differences,
 }
 
 
