@@ -16,8 +16,9 @@ The command line itself lives in the tiny package ``keras_disentangle_cli``
 before Keras is imported. This module gives the same command line to code
 that has imported the package already: :func:`main` runs it in the calling
 process and returns the exit status (misuse: 2 with argparse's usage and one
-line; Ctrl-C: 130), without touching the process's signal handlers or
-stderr.
+line; Ctrl-C: 130), without touching the process's signal handlers, its
+stderr or TensorFlow's global settings (the console script turns on op
+determinism).
 """
 
 from __future__ import annotations

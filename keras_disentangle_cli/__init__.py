@@ -18,7 +18,8 @@ in this order:
    (TensorFlow), and the experiment's ``main`` runs.
 
 ``keras_disentangle.cli.main(argv)`` runs steps 2-5 in the calling process
-without touching its signal handlers or stderr.
+without touching its signal handlers, its stderr or TensorFlow's global
+settings (no op determinism).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def run(
     argv: Sequence[str] | None = None,
     *,
     quiet_startup: bool = False,
+    deterministic: bool = False,
     modules: Sequence | None = None,
 ) -> int:
     """Parses ``argv``, checks ``--output`` and runs the experiment.
@@ -117,6 +119,8 @@ def run(
         argv: the arguments (default ``sys.argv[1:]``).
         quiet_startup: filter the frameworks' start-up lines out of fd 2
             unless ``--verbose 2`` (the console script does).
+        deterministic: turn on TensorFlow's op determinism, for the whole
+            process (the console script does).
         modules: the experiment modules (default: ``experiments.MODULES``,
             loaded without Keras).
 
@@ -167,7 +171,8 @@ def run(
         import importlib
 
         module = importlib.import_module(args._module)
-        _deterministic()
+        if deterministic:
+            _deterministic()
         from keras_disentangle.experiments import _common
 
         try:
@@ -193,4 +198,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``sys.argv[1:]``), with signal handlers and quiet start-up."""
     _install_signal_handlers()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return run(argv, quiet_startup=True)
+    return run(argv, quiet_startup=True, deterministic=True)

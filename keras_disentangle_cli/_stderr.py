@@ -5,9 +5,10 @@ setting reaches: ``WARNING: All log messages before absl::InitializeLog() is
 called are written to STDERR`` at import (before ``TF_CPP_MIN_LOG_LEVEL`` is
 read), ``cudart_stub.cc:31] Could not find cuda drivers ...`` and, at the
 first operation, ``failed call to cuInit`` (and, when tf.data's graph is
-newer than the runtime, ``NodeDef mentions attribute ...``). :class:`StartupFilter` points
-fd 2 at a pipe for the whole run; a thread copies every line to the real
-stderr except those start-up lines (:data:`STARTUP`). Python's own
+newer than the runtime, ``NodeDef mentions attribute ...``).
+:class:`StartupFilter` points fd 2 at a pipe for the whole run; a thread
+copies every line to the real stderr except those start-up lines
+(:data:`STARTUP`). Python's own
 ``sys.stderr`` is re-opened on the real stderr, so tracebacks, warnings and
 the progress bar go straight to it (a terminal stays a terminal).
 """
