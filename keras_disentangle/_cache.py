@@ -18,15 +18,20 @@ The
 its shape. Files are written under a temporary name in the same folder and
 renamed into place (``os.replace``), with the mode a new file gets from the
 user's umask (``0o666 & ~umask``), so two processes never see half a file.
+A temporary file that a killed process left (``.<name>.<random>.part``, more
+than an hour old) is deleted by the next write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
 import pathlib
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -124,10 +129,24 @@ def _umask() -> int:
     return mask
 
 
+#: A temporary file older than this (seconds) was left by a killed process.
+_STALE = 3600.0
+
+
+def _remove_stale_temporaries(path: pathlib.Path) -> None:
+    """Deletes ``.<name>.*.part`` files of ``path`` older than an hour."""
+    now = time.time()
+    for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        with contextlib.suppress(OSError):
+            if now - temporary.stat().st_mtime > _STALE:
+                temporary.unlink()
+
+
 def _write(path: pathlib.Path, arrays: dict[str, np.ndarray], version: str) -> None:
     """Writes ``arrays`` to ``path`` atomically; an unwritable folder is skipped."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
         handle, name = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=".part", dir=path.parent
         )

@@ -151,6 +151,16 @@ def test_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_killed_writers_temporary_file_is_removed_later(tmp_path):
+    old = tmp_path / ".a.npz.k2_a9zq1.part"
+    recent = tmp_path / ".a.npz.abcdefgh.part"  # perhaps another process's
+    for path in (old, recent):
+        path.write_bytes(b"half")
+    os.utime(old, (0, 0))
+    _rebuilt(tmp_path / "a.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [recent.name, "a.npz"]
+
+
 def test_rejects_a_bad_build_result(tmp_path):
     with pytest.raises(ValueError, match="argument build"):
         _cache.cached_arrays(tmp_path / "a.npz", lambda: {"not an id": np.zeros(1)})

@@ -79,6 +79,13 @@ def test_a_file_appearing_during_the_run_is_not_replaced(tmp_path, monkeypatch):
     assert (tmp_path / "undeclared.csv").read_text() == "the user's"
 
 
+def test_an_undeclared_output_name_is_a_bug(tmp_path, monkeypatch):
+    module = _module(monkeypatch, _writes("other.csv"))
+    with pytest.raises(ValueError, match="'other.csv' matches none"):
+        _run(module, "--output", tmp_path)
+    assert not (tmp_path / "other.csv").exists()
+
+
 def test_manifest_lists_size_and_hash_and_guards_changed_files(tmp_path, monkeypatch):
     module = _module(monkeypatch, _writes("later_a.csv"))
     assert _run(module, "--output", tmp_path) == 0

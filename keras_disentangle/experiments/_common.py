@@ -122,6 +122,9 @@ _TEMPORARY: set[pathlib.Path] = set()
 #: Output folders opened with ``--overwrite`` (resolved paths).
 _OVERWRITE: set[pathlib.Path] = set()
 
+#: The ``OUTPUTS`` patterns of the run that opened each output folder.
+_PATTERNS: dict[pathlib.Path, tuple[str, ...]] = {}
+
 
 def _sha256(path: pathlib.Path) -> str:
     hasher = hashlib.sha256()
@@ -209,6 +212,7 @@ def output_dir(args: argparse.Namespace, name: str) -> pathlib.Path:
         _OVERWRITE.add(path.resolve())
     else:
         _OVERWRITE.discard(path.resolve())
+    _PATTERNS[path.resolve()] = tuple(getattr(args, "_outputs", ()))
     _write_manifest(path / MANIFEST, {})
     return path
 
@@ -241,7 +245,17 @@ def _write_manifest(manifest: pathlib.Path, files: dict[str, dict]) -> None:
 def _claim(path: pathlib.Path) -> None:
     """Raises :class:`OutputConflict` if writing ``path`` would replace a file
     the package did not write, in a folder opened by :func:`output_dir` (it
-    has a manifest) without overwrite."""
+    has a manifest) without overwrite.
+
+    Raises ``ValueError`` if the command line opened the folder for an
+    experiment whose ``OUTPUTS`` patterns do not match ``path``'s name (a
+    bug of the experiment: every name it writes must be declared).
+    """
+    patterns = _PATTERNS.get(path.parent.resolve())
+    if patterns and not any(fnmatch.fnmatchcase(path.name, p) for p in patterns):
+        raise ValueError(
+            f"{path.name!r} matches none of the experiment's OUTPUTS {patterns}"
+        )
     if not path.exists() or path.parent.resolve() in _OVERWRITE:
         return
     if not (path.parent / MANIFEST).is_file():
