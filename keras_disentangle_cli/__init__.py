@@ -196,6 +196,7 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``keras-disentangle`` as a process: ``argv`` (default
     ``sys.argv[1:]``), with signal handlers and quiet start-up."""
+    _received.clear()
     _install_signal_handlers()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return run(argv, quiet_startup=True, deterministic=True)
