@@ -1,4 +1,4 @@
-"""``python -m keras_disentangle_cli``: the quiet ``keras-disentangle``."""
+"""``python -m keras_disentangle_cli``: the ``keras-disentangle`` command."""
 
 import sys
 

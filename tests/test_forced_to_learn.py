@@ -188,8 +188,8 @@ def test_figures_of_strokes_and_figure5():
     "argv, message",
     [
         (["--variants", "baseline,nope"], "--variants"),
-        (["--decov-weight", "-1"], "decov_weight"),
-        (["--n-clusters", "1"], "n_clusters"),
+        (["--decov-weight", "-1"], "argument --decov-weight"),
+        (["--n-clusters", "1"], "argument --n-clusters"),
     ],
 )
 def test_bad_options_fail_with_a_message(tmp_path, capsys, argv, message):

@@ -1,27 +1,45 @@
 """Small helpers shared by the experiment modules and the command line.
 
-Every experiment module in ``keras_disentangle.experiments`` defines:
+The protocol of an experiment. Each module in
+``keras_disentangle.experiments`` listed in ``experiments.MODULES`` (one entry
+registers it; the first is the default subcommand) defines:
 
 - ``NAME: str``: the subcommand (``"forced-to-learn"``);
 - ``HELP: str``: one line for ``keras-disentangle --help``;
 - ``configure(parser: argparse.ArgumentParser) -> None``: adds the
-  experiment's own options (the command line has already added the common
-  options ``--output``, ``--quick``, ``--seeds``, ``--epochs``, ``--verbose``,
-  and checked them: ``--seeds`` and ``--epochs`` are integers >= 1,
-  ``--output`` is a folder that can be written);
+  experiment's own options. Every value is checked here, when the command
+  line is parsed, with an argparse ``type`` (:func:`positive_int`,
+  :func:`non_negative_float`, :func:`non_negative_floats`, ...), so that a
+  bad value ends the command with exit status 2 before anything runs. The
+  command line has already added and checked the common options
+  ``--output``, ``--overwrite``, ``--quick``, ``--seeds``, ``--epochs``,
+  ``--verbose``;
+- ``OUTPUTS: tuple[str, ...]`` (optional): glob patterns of the file names
+  the experiment may write into ``--output`` (``"xor_seed*.png"``); the
+  command line refuses, before anything runs, to start over a file of the
+  user that matches one (see :func:`check_output`);
 - ``main(args: argparse.Namespace) -> int``: runs it, returns the exit status.
+
+The command line reads ``NAME``, ``HELP``, ``configure`` and ``OUTPUTS``
+without importing Keras (``keras_disentangle_cli`` loads the module with the
+package's ``__init__`` skipped), so a module imports only the standard
+library, NumPy and this module at its top level, and Keras, TensorFlow and
+the rest of the library inside ``main`` and the functions it calls.
 
 ``args.seeds`` and ``args.epochs`` are ``None`` unless the user gave them; an
 experiment picks its own defaults with :func:`pick` and :func:`seed_list`.
-Modules import Keras / TensorFlow inside ``main`` so that ``--help`` stays
-fast.
 
-Files: :func:`output_dir` opens the folder for a run. It deletes the files
-that the previous run of an experiment wrote there (listed in the folder's
-manifest, ``.keras-disentangle-manifest.json``; no other file is touched),
-and :func:`write_csv` / :func:`save_figure` write each file under a temporary
-name in the same folder and rename it into place (``os.replace``), so an
-interrupted run never leaves a half-written file.
+Files: :func:`output_dir` opens the folder for a run. The folder's manifest,
+``.keras-disentangle-manifest.json``, lists each file the previous run wrote
+with its size and sha256. :func:`output_dir` deletes those of them that are
+unchanged (a file whose size or hash differs is the user's now, and kept),
+deletes the temporary files a killed run left (``.<name>.<8 characters>.part``
+and ``.<name>.<8 characters>.part.<ext>``), and stops with
+:class:`OutputConflict` when a file it did not write has the name of an
+output (unless ``--overwrite``). :func:`write_csv` / :func:`save_figure`
+write each file under a temporary name in the same folder and rename it into
+place (``os.replace``), so an interrupted run never leaves a half-written
+file.
 
 Progress: :class:`RunProgress` is one bar over a whole run (models x epochs)
 with an ETA, fed by a Keras callback from every ``fit``.
@@ -32,10 +50,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import errno
+import fnmatch
+import hashlib
 import json
 import math
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -63,6 +85,19 @@ __all__ = [
     "RunProgress",
     "fit_verbose",
     "MANIFEST",
+    "OutputConflict",
+    "check_output",
+    "remove_temporary_files",
+    "positive_int",
+    "int_at_least",
+    "positive_float",
+    "non_negative_float",
+    "non_negative_floats",
+    "output_folder",
+    "fraction",
+    "positive_floats",
+    "some_non_negative_floats",
+    "subset_of",
 ]
 
 #: The file in an output folder that lists what the last run wrote there.
@@ -72,47 +107,171 @@ MANIFEST = ".keras-disentangle-manifest.json"
 FIRST_LAST = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
 
 
+class OutputConflict(Exception):
+    """An output folder holds a file, not written by the package, that a run
+    would replace. The message is one line for the user."""
+
+
+#: Temporary files of :func:`_atomic`: ``.<name>.<8 characters>.part[.<ext>]``
+#: (``tempfile.mkstemp``'s random part is 8 characters of ``[a-z0-9_]``).
+_PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?$")
+
+#: Temporary files of this process not yet renamed into place.
+_TEMPORARY: set[pathlib.Path] = set()
+
+#: Output folders opened with ``--overwrite`` (resolved paths).
+_OVERWRITE: set[pathlib.Path] = set()
+
+#: The ``OUTPUTS`` patterns of the run that opened each output folder.
+_PATTERNS: dict[pathlib.Path, tuple[str, ...]] = {}
+
+
+def _sha256(path: pathlib.Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _unchanged(path: pathlib.Path, entry: dict) -> bool:
+    """Whether ``path`` is a regular file with the recorded size and hash."""
+    try:
+        if not path.is_file() or path.is_symlink():
+            return False
+        if path.stat().st_size != entry.get("size"):
+            return False
+        return _sha256(path) == entry.get("sha256")
+    except OSError:
+        return False
+
+
+def _owned(folder: pathlib.Path) -> dict[str, dict]:
+    """Manifest entries of ``folder`` whose file is still as the package wrote it."""
+    return {
+        name: entry
+        for name, entry in _read_manifest(folder / MANIFEST).items()
+        if _unchanged(folder / name, entry)
+    }
+
+
+def check_output(
+    folder: str | os.PathLike, patterns: Iterable[str], overwrite: bool = False
+) -> None:
+    """Raises :class:`OutputConflict` if a run could replace a user's file.
+
+    A file directly in ``folder`` whose name matches one of the glob
+    ``patterns`` (an experiment's ``OUTPUTS``) and that is not listed,
+    unchanged, in the folder's manifest was not written by the package: the
+    run stops before anything runs, unless ``overwrite``. Reads only.
+    """
+    folder = pathlib.Path(folder)
+    patterns = tuple(patterns)
+    if overwrite or not patterns or not folder.is_dir():
+        return
+    owned = _owned(folder)
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if name == MANIFEST or name in owned:
+            continue
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            raise OutputConflict(_conflict_message(path))
+
+
+def _conflict_message(path: pathlib.Path) -> str:
+    return (
+        f"{str(path)!r} was not written by keras-disentangle (or was changed "
+        "since): move it away or pass --overwrite to replace it"
+    )
+
+
 def output_dir(args: argparse.Namespace, name: str) -> pathlib.Path:
     """The folder for an experiment's files, created if needed.
 
     ``args.output`` when given, else ``./results/<name>``. The files that the
-    previous run wrote there (listed in its manifest, :data:`MANIFEST`) are
-    deleted, so a rerun leaves no stale file; files the package did not write
-    are never touched.
+    previous run wrote there and that are unchanged (listed with their size
+    and sha256 in its manifest, :data:`MANIFEST`) are deleted, so a rerun
+    leaves no stale file, and so are the temporary files of a killed run.
+    Other files are never deleted; one the run would replace stops it with
+    :class:`OutputConflict` unless ``args.overwrite``.
     """
     path = getattr(args, "output", None) or pathlib.Path("results") / name
     path = pathlib.Path(path)
+    overwrite = bool(getattr(args, "overwrite", False))
     path.mkdir(parents=True, exist_ok=True)
-    manifest = path / MANIFEST
-    for old in _read_manifest(manifest):
+    for leftover in path.iterdir():
+        if _PART.match(leftover.name) and leftover.is_file():
+            leftover.unlink(missing_ok=True)
+    owned = _owned(path)
+    for old in owned:
         target = path / old
         # Only plain names of regular files directly in the folder.
         if pathlib.Path(old).name == old and target.is_file():
             target.unlink()
-    _write_manifest(manifest, [])
+    if overwrite:
+        _OVERWRITE.add(path.resolve())
+    else:
+        _OVERWRITE.discard(path.resolve())
+    _PATTERNS[path.resolve()] = tuple(getattr(args, "_outputs", ()))
+    _write_manifest(path / MANIFEST, {})
     return path
 
 
-def _read_manifest(manifest: pathlib.Path) -> list[str]:
+def _read_manifest(manifest: pathlib.Path) -> dict[str, dict]:
+    """``{name: {"size": int, "sha256": str}}``; an old or damaged one: {}."""
     try:
-        names = json.loads(manifest.read_text())
+        data = json.loads(manifest.read_text())
     except (OSError, ValueError):
-        return []
-    if not isinstance(names, list):
-        return []
-    return [n for n in names if isinstance(n, str)]
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    return {
+        name: entry
+        for name, entry in files.items()
+        if isinstance(name, str)
+        and pathlib.Path(name).name == name
+        and isinstance(entry, dict)
+    }
 
 
-def _write_manifest(manifest: pathlib.Path, names: list[str]) -> None:
+def _write_manifest(manifest: pathlib.Path, files: dict[str, dict]) -> None:
     with _atomic(manifest) as temporary:
-        temporary.write_text(json.dumps(sorted(set(names)), indent=0) + "\n")
+        temporary.write_text(
+            json.dumps({"version": 2, "files": files}, indent=1, sort_keys=True) + "\n"
+        )
+
+
+def _claim(path: pathlib.Path) -> None:
+    """Raises :class:`OutputConflict` if writing ``path`` would replace a file
+    the package did not write, in a folder opened by :func:`output_dir` (it
+    has a manifest) without overwrite.
+
+    Raises ``ValueError`` if the command line opened the folder for an
+    experiment whose ``OUTPUTS`` patterns do not match ``path``'s name (a
+    bug of the experiment: every name it writes must be declared).
+    """
+    patterns = _PATTERNS.get(path.parent.resolve())
+    if patterns and not any(fnmatch.fnmatchcase(path.name, p) for p in patterns):
+        raise ValueError(
+            f"{path.name!r} matches none of the experiment's OUTPUTS {patterns}"
+        )
+    if not path.exists() or path.parent.resolve() in _OVERWRITE:
+        return
+    if not (path.parent / MANIFEST).is_file():
+        return
+    entry = _read_manifest(path.parent / MANIFEST).get(path.name)
+    if entry is None or not _unchanged(path, entry):
+        raise OutputConflict(_conflict_message(path))
 
 
 def _record(path: pathlib.Path) -> None:
-    """Adds ``path`` to the manifest of its folder, if the folder has one."""
+    """Adds ``path`` (size, sha256) to the manifest of its folder, if it has one."""
     manifest = path.parent / MANIFEST
     if manifest.is_file():
-        _write_manifest(manifest, _read_manifest(manifest) + [path.name])
+        files = _read_manifest(manifest)
+        files[path.name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+        _write_manifest(manifest, files)
 
 
 @contextlib.contextmanager
@@ -120,26 +279,220 @@ def _atomic(path: pathlib.Path) -> Iterator[pathlib.Path]:
     """A temporary path in ``path``'s folder, renamed to ``path`` on success.
 
     On any exception (``KeyboardInterrupt`` included) the temporary file is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was. The temporary file is also listed
+    in ``_TEMPORARY`` until then, for :func:`remove_temporary_files`.
     """
     handle, name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent
     )
-    os.close(handle)
     temporary = pathlib.Path(name)
+    _TEMPORARY.add(temporary)
     try:
+        os.close(handle)
         yield temporary
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    finally:
+        _TEMPORARY.discard(temporary)
+
+
+def remove_temporary_files() -> None:
+    """Deletes the temporary files this process has not renamed into place
+    (called by the command line when a signal cuts a write short)."""
+    for temporary in list(_TEMPORARY):
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        _TEMPORARY.discard(temporary)
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---------------------------------------------------------------------------
+# Option types: argparse ``type=`` callables that check a value when the
+# command line is parsed. A bad value becomes argparse's one-line error
+# ("argument --units: expected an integer >= 1, received 0") and exit 2.
+
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer >= ``minimum``.
+
+    >>> int_at_least(2)("3")
+    3
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, received {text!r}"
+            )
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+#: argparse ``type``: an integer >= 1.
+positive_int = int_at_least(1)
+
+
+def _number(text: str, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse ``type``: a finite number >= 0 (a penalty weight; 0: none).
+
+    >>> non_negative_float("0.5")
+    0.5
+    """
+    value = _number(text, "a finite number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number >= 0, received {text!r}"
+        )
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type``: a finite number > 0 (a learning rate, a width).
+
+    >>> positive_float("1e-3")
+    0.001
+    """
+    value = _number(text, "a finite number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number > 0, received {text!r}"
+        )
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse ``type``: a number in [0, 1).
+
+    >>> fraction("0.01")
+    0.01
+    """
+    value = _number(text, "a number in [0, 1)")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1), received {text!r}"
+        )
+    return value
+
+
+def non_negative_floats(text: str) -> tuple:
+    """argparse ``type``: comma-separated finite numbers >= 0 ("" gives ()).
+
+    >>> non_negative_floats("0,0.5"), non_negative_floats("")
+    ((0.0, 0.5), ())
+    """
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = (math.nan,)
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated finite numbers >= 0, received {text!r}"
+        )
+    return values
+
+
+def positive_floats(text: str) -> tuple:
+    """argparse ``type``: one or more comma-separated finite numbers > 0.
+
+    >>> positive_floats("4,2")
+    (4.0, 2.0)
+    """
+    values = non_negative_floats(text)
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated finite numbers > 0, received {text!r}"
+        )
+    return values
+
+
+def some_non_negative_floats(text: str) -> tuple:
+    """argparse ``type``: one or more comma-separated finite numbers >= 0.
+
+    >>> some_non_negative_floats("0,1")
+    (0.0, 1.0)
+    """
+    values = non_negative_floats(text)
+    if not values:
+        raise argparse.ArgumentTypeError(
+            f"expected one or more comma-separated numbers >= 0, received {text!r}"
+        )
+    return values
+
+
+def subset_of(choices: Sequence[str]):
+    """An argparse ``type``: a comma-separated subset of ``choices``; the
+    text is returned as given.
+
+    >>> subset_of(("a", "b"))("b,a")
+    'b,a'
+    """
+
+    def parse(text: str) -> str:
+        chosen = [v.strip() for v in text.split(",") if v.strip()]
+        if not chosen or any(v not in choices for v in chosen):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated subset of {','.join(choices)}, "
+                f"received {text!r}"
+            )
+        return text
+
+    parse.__name__ = "subset"
+    return parse
+
+
+def output_folder(text: str) -> pathlib.Path:
+    """argparse ``type``: a folder that exists or can be created, and written.
+
+    Nothing is created here: the nearest existing ancestor must be a folder
+    in which a file can be created (probed with a temporary file that is
+    removed at once), and ``text`` must not be an existing file.
+    """
+    path = pathlib.Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is an existing file; expected a folder"
+        )
+    ancestor = path.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"cannot create the folder {text!r}: {str(ancestor)!r} is a file"
+        )
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".keras-disentangle-", dir=ancestor)
+    except OSError as error:
+        reason = os.strerror(error.errno or errno.EACCES)
+        raise argparse.ArgumentTypeError(
+            f"cannot write to {text!r} ({reason} in {str(ancestor)!r})"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+    return path
 
 
 def pick(value, default, quick_default=None, quick: bool = False):
@@ -255,6 +608,7 @@ class RunProgress:
         self.done = 0
         self.start = time.perf_counter()
         self._last_line = -math.inf
+        self._last_done = -1
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         if enabled:
             RunProgress.active = self
@@ -285,8 +639,10 @@ class RunProgress:
             self.stream.flush()
             return
         now = time.perf_counter()
-        if now - self._last_line >= self.every or self.done == self.total:
+        finished = self.done == self.total and self._last_done != self.done
+        if now - self._last_line >= self.every or finished:
             self._last_line = now
+            self._last_done = self.done
             self.stream.write(self._text() + "\n")
             self.stream.flush()
 
@@ -407,6 +763,7 @@ def write_csv(
         columns = []
         for row in rows:
             columns += [k for k in row if k not in columns]
+    _claim(path)
     with _atomic(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
@@ -430,6 +787,7 @@ def save_figure(fig: Any, path: str | os.PathLike) -> pathlib.Path:
     """
     path = pathlib.Path(path)
     try:
+        _claim(path)
         with _atomic(path) as temporary:
             fig.savefig(temporary, format="png", dpi=150, bbox_inches="tight")
     finally:

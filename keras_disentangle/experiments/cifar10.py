@@ -55,6 +55,15 @@ NEEDS = (
 )
 
 
+#: The files ``cifar10`` writes into ``--output`` (glob patterns).
+OUTPUTS = (
+    "cifar10.csv",
+    "cifar10_runs.csv",
+    "cifar10_ami_by_clusters.png",
+    "cifar10_active_units_*.png",
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Adds the options of ``keras-disentangle cifar10``."""
     parser.add_argument("--data-dir", default=None, help="tensorflow-datasets folder")
@@ -65,23 +74,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--variants",
+        type=_common.subset_of(VARIANTS),
         default=",".join(VARIANTS),
         help="comma-separated subset of " + ",".join(VARIANTS),
     )
     parser.add_argument("--groups", choices=sorted(GROUPS), default="first-last")
     parser.add_argument(
         "--train-size",
-        type=int,
+        type=_common.positive_int,
         default=None,
         help="use this many training images (default: all 45,000; --quick 256)",
     )
-    parser.add_argument("--batch-size", type=int, default=128, help="mini-batch size")
     parser.add_argument(
-        "--learning-rate", type=float, default=1e-4, help="Adam's learning rate"
+        "--batch-size", type=_common.positive_int, default=128, help="mini-batch size"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_common.positive_float,
+        default=1e-4,
+        help="Adam's learning rate",
     )
     parser.add_argument(
         "--width",
-        type=float,
+        type=_common.positive_float,
         default=1.0,
         help="multiplies VGG-16's filter counts (--quick: 1/16)",
     )
@@ -95,9 +110,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ):
         parser.add_argument(
             f"--{name}",
-            type=float,
+            type=_common.non_negative_float,
             default=value,
-            help="default: the forced-to-learn value",
+            help="default: the forced-to-learn value (a weight of 0: none)",
         )
     parser.epilog = (
         "--seeds N: seeds 0..N-1 (default 3; --quick 1). --epochs: default 30 "

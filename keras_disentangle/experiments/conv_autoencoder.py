@@ -50,7 +50,6 @@ import time
 import numpy as np
 
 from keras_disentangle.experiments import _common, _stats
-from keras_disentangle.experiments.covariance import _floats
 
 NAME = "conv-autoencoder"
 HELP = (
@@ -94,6 +93,16 @@ NEEDS = (
 )
 
 
+#: The files ``conv-autoencoder`` writes into ``--output`` (glob patterns).
+OUTPUTS = (
+    "conv_autoencoder.csv",
+    "conv_autoencoder_runs.csv",
+    "conv_autoencoder_table1.csv",
+    "conv_autoencoder_differences.csv",
+    "conv_autoencoder_figure6.png",
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Adds the options of ``keras-disentangle conv-autoencoder``."""
     parser.add_argument(
@@ -113,7 +122,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lambdas",
-        type=_floats,
+        type=_common.non_negative_floats,
         default=None,
         help="comma-separated weights λ, run for both L_Sigma and L1 (0 means "
         "no regularisation). Default: 0 and 0.02*2^k for k=0..9 (0.02, 0.04, "
@@ -123,26 +132,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--table-lambda",
-        type=float,
+        type=_common.positive_float,
         default=TABLE_LAMBDA,
         help="the λ of the Table 1 comparison (added to --lambdas if missing)",
     )
     parser.add_argument(
         "--patience",
-        type=int,
+        type=_common.positive_int,
         default=None,
         help="early stopping: epochs without a better validation MSE "
         "(default 2; --quick 1)",
     )
     parser.add_argument(
         "--train-size",
-        type=int,
+        type=_common.positive_int,
         default=None,
         help="use the first N training images (default: all; --quick 200)",
     )
-    parser.add_argument("--batch-size", type=int, default=100, help="mini-batch size")
     parser.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="Adam's learning rate"
+        "--batch-size", type=_common.positive_int, default=100, help="mini-batch size"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_common.positive_float,
+        default=1e-3,
+        help="Adam's learning rate",
     )
     parser.epilog = (
         "--seeds N: initialisations 0..N-1 (default 1; --quick 1; the paper "

@@ -62,43 +62,57 @@ METRICS = ["mse", "mapc", "mapc_live", "cvr", "tdv", "ud90"]
 LIVE_FRACTION = 0.01
 
 
-def _floats(text: str) -> tuple:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, received {text!r}"
-        ) from None
+#: The files ``covariance`` writes into ``--output`` (glob patterns).
+OUTPUTS = (
+    "covariance.csv",
+    "covariance_runs.csv",
+    "covariance_metrics.png",
+    "covariance_code_*.png",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Adds the options of ``keras-disentangle covariance``."""
     parser.add_argument(
         "--lambdas",
-        type=_floats,
+        type=_common.some_non_negative_floats,
         default=None,
         help="comma-separated L_Sigma weights (default: 0 and 8 values "
         "log-spaced from 0.001 to 1; --quick: 0,1)",
     )
     parser.add_argument(
         "--l1-lambdas",
-        type=_floats,
+        type=_common.non_negative_floats,
         default=None,
         help="comma-separated L1 activity weights for the comparison "
         "(default: 0.001,0.01,0.1,1; --quick: 1; empty string: no L1 runs)",
     )
-    parser.add_argument("--n", type=int, default=10000, help="samples")
-    parser.add_argument("--dim", type=int, default=20, help="data dimension")
+    parser.add_argument(
+        "--n", type=_common.int_at_least(10), default=10000, help="samples"
+    )
+    parser.add_argument(
+        "--dim", type=_common.positive_int, default=20, help="data dimension"
+    )
     parser.add_argument(
         "--variances",
-        type=_floats,
+        type=_common.positive_floats,
         default=(4.0, 2.0, 1.0, 0.5),
         help="factor variances (their number is d)",
     )
-    parser.add_argument("--units", type=int, default=10, help="code units")
-    parser.add_argument("--batch-size", type=int, default=1000, help="mini-batch size")
     parser.add_argument(
-        "--learning-rate", type=float, default=0.01, help="Adam's learning rate"
+        "--units", type=_common.positive_int, default=10, help="code units"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_common.positive_int,
+        default=1000,
+        help="mini-batch size",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_common.positive_float,
+        default=0.01,
+        help="Adam's learning rate",
     )
     parser.epilog = (
         "--seeds N: number of random projections (default 3; --quick 1). "

@@ -154,6 +154,19 @@ _HELPS = {
 }
 
 
+#: The files ``forced-to-learn`` writes into ``--output`` (glob patterns).
+OUTPUTS = (
+    "forced_to_learn.csv",
+    "summary.csv",
+    "differences.csv",
+    "tune.csv",
+    "stroke_digits.png",
+    "figure5_pca.png",
+    "ami_by_n_clusters.png",
+    "most_active_units_*.png",
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Adds the options of ``forced-to-learn`` to ``parser``."""
     parser.add_argument(
@@ -168,6 +181,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--variants",
+        type=_common.subset_of(VARIANTS),
         default=",".join(VARIANTS),
         help="comma-separated subset of " + ", ".join(VARIANTS),
     )
@@ -175,7 +189,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             flag,
             dest=key,
-            type=float,
+            type=_common.non_negative_float,
             default=None,
             help=f"{_HELPS[key]} (default {STROKE_DEFAULTS[key]:g} for strokes, "
             f"{DEFAULTS[key]:g} otherwise; chosen on validation)",
@@ -194,7 +208,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tune-seeds",
-        type=int,
+        type=_common.positive_int,
         default=None,
         help="seeds per grid point in --tune (default 2; 1 with --quick); "
         "they differ from the test run's seeds",
@@ -203,22 +217,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--rnn", choices=("lstm", "gru"), default="lstm", help="recurrent layer"
     )
     parser.add_argument(
-        "--rnn-units", type=int, default=64, help="units of the recurrent layer"
+        "--rnn-units",
+        type=_common.positive_int,
+        default=64,
+        help="units of the recurrent layer",
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=_common.positive_int,
         default=None,
         help="mini-batch size (default 256 for strokes, 128 otherwise)",
     )
     parser.add_argument(
         "--learning-rate",
-        type=float,
+        type=_common.positive_float,
         default=None,
         help="Adam's learning rate (default 0.002 for strokes, 0.001 otherwise)",
     )
     parser.add_argument(
-        "--n-clusters", type=int, default=10, help="KMeans clusters (10 digits)"
+        "--n-clusters",
+        type=_common.int_at_least(2),
+        default=10,
+        help="KMeans clusters (10 digits)",
     )
 
 

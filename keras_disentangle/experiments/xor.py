@@ -64,18 +64,31 @@ SUMMARY_COLUMNS = [
 ]
 
 
+#: The files ``xor`` writes into ``--output`` (glob patterns).
+OUTPUTS = ("xor.csv", "xor_runs.csv", "xor_seed*.png")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Adds the options of ``keras-disentangle xor``."""
     parser.add_argument(
-        "--weight", type=float, default=0.2, help="L_Sigma weight λ on both layers"
+        "--weight",
+        type=_common.non_negative_float,
+        default=0.2,
+        help="L_Sigma weight λ on both layers (0: no penalty, the L_Sigma row "
+        "is then the baseline)",
     )
-    parser.add_argument("--units", type=int, default=4, help="units per layer")
     parser.add_argument(
-        "--learning-rate", type=float, default=0.01, help="Adam's learning rate"
+        "--units", type=_common.positive_int, default=4, help="units per layer"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_common.positive_float,
+        default=0.01,
+        help="Adam's learning rate",
     )
     parser.add_argument(
         "--active-fraction",
-        type=float,
+        type=_common.fraction,
         default=0.01,
         help="a unit is active when its variance is at least this share of "
         "its layer's total variance",
