@@ -60,7 +60,7 @@ class StartupFilter:
         os.dup2(write, 2)
         os.close(write)
         self._python_stderr = sys.stderr
-        sys.stderr = open(  # noqa: SIM115 - closed in stop()
+        sys.stderr = open(  # noqa: SIM115 - a copy of fd 2, left open
             os.dup(self._saved),
             "w",
             buffering=1,
@@ -101,8 +101,9 @@ class StartupFilter:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._python_stderr is not None:
-            replacement = sys.stderr
+            # The replacement stays open: a logging handler created during
+            # the run may hold it (it writes to a copy of the real stderr).
+            sys.stderr.flush()
             sys.stderr = self._python_stderr
-            replacement.close()
         os.close(self._saved)
         self._saved = None

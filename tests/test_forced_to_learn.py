@@ -24,7 +24,6 @@ PER_SEED = [
     "val_ami",
     "val_acc",
     "kernel_kl_max",
-    "seconds",
 ]
 PNGS = [
     "stroke_digits.png",

@@ -85,6 +85,7 @@ __all__ = [
     "RunProgress",
     "fit_verbose",
     "MANIFEST",
+    "TIMING_COLUMNS",
     "OutputConflict",
     "check_output",
     "remove_temporary_files",
@@ -99,6 +100,10 @@ __all__ = [
     "some_non_negative_floats",
     "subset_of",
 ]
+
+#: Columns that :func:`write_csv` leaves out: wall-clock times, which differ
+#: from run to run.
+TIMING_COLUMNS = ("seconds",)
 
 #: The file in an output folder that lists what the last run wrote there.
 MANIFEST = ".keras-disentangle-manifest.json"
@@ -755,14 +760,17 @@ def write_csv(
 ) -> pathlib.Path:
     """Writes ``rows`` (dicts) to ``path`` as CSV; returns the path.
 
-    ``columns`` defaults to every key, in order of first appearance. The file
-    is written under a temporary name and renamed into place.
+    ``columns`` defaults to every key, in order of first appearance. The
+    wall-clock columns :data:`TIMING_COLUMNS` are never written: a CSV holds
+    what a rerun reproduces byte for byte (the log lines print the times).
+    The file is written under a temporary name and renamed into place.
     """
     path = pathlib.Path(path)
     if columns is None:
         columns = []
         for row in rows:
             columns += [k for k in row if k not in columns]
+    columns = [c for c in columns if c not in TIMING_COLUMNS]
     _claim(path)
     with _atomic(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
