@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_disentangle import regularizers
+from keras_disentangle import layers, regularizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -149,9 +149,8 @@ def decov_model():
     """Dense(5) with a synchronized DeCov, a sigmoid output: the factory."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,))
-    h = keras.layers.Dense(
-        5, activity_regularizer=regularizers.DeCov(1.0, synchronized=True)
-    )(inputs)
+    h = keras.layers.Dense(5)(inputs)
+    h = layers.ActivityPenalty(regularizers.DeCov(1.0), synchronized=True)(h)
     out = keras.layers.Dense(1, activation="sigmoid")(h)
     model = keras.Model(inputs, out)
     model.compile(keras.optimizers.SGD(0.1), loss="binary_crossentropy")

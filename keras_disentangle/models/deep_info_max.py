@@ -17,6 +17,7 @@ from keras_disentangle._backend import (
 )
 from keras_disentangle._ops import as_float
 from keras_disentangle._validation import (
+    check_bool,
     check_choice,
     check_non_negative,
     check_positive,
@@ -265,12 +266,7 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         self.local_negatives = check_choice(
             "local_negatives", local_negatives, estimators.NCE_NEGATIVES
         )
-        if not isinstance(synchronized, bool):
-            raise ValueError(
-                "Invalid value for argument synchronized: expected True or "
-                f"False. Received: synchronized={synchronized!r}"
-            )
-        self.synchronized = synchronized
+        self.synchronized = check_bool("synchronized", synchronized)
         self.seed = check_seed("seed", seed)
         self.local_layer = local_layer
         self.encoder = encoder
