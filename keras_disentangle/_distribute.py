@@ -39,6 +39,7 @@ No module imports TensorFlow or PyTorch unless its backend is the active one.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Protocol
 
 import keras
@@ -52,6 +53,7 @@ __all__ = [
     "replica_offset",
     "replica_sum",
     "scale_for_replicas",
+    "share_for_gradients",
     "unscale_for_replicas",
 ]
 
@@ -91,6 +93,20 @@ class _TensorFlowReplicaContext:
         return tf.reduce_sum(sizes[: self.context.replica_id_in_sync_group])
 
 
+def _all_reduce(x: Any) -> Any:
+    """``torch.distributed.nn.functional.all_reduce`` (differentiable).
+
+    PyTorch 2.13 marks it deprecated in favour of the private
+    ``torch.distributed._functional_collectives``; it is still the public
+    differentiable collective, so its FutureWarning is silenced here.
+    """
+    from torch.distributed.nn import functional
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return functional.all_reduce(x)
+
+
 class _TorchProcessGroup:
     """``torch.distributed``: differentiable collectives of the default group."""
 
@@ -101,9 +117,7 @@ class _TorchProcessGroup:
         self.rank = int(dist.get_rank())
 
     def sum(self, x: Any) -> Any:
-        from torch.distributed.nn import functional
-
-        return keras.tree.map_structure(functional.all_reduce, x)
+        return keras.tree.map_structure(_all_reduce, x)
 
     def _sizes(self, n_local: int) -> list[int]:
         import torch
@@ -116,13 +130,12 @@ class _TorchProcessGroup:
 
     def gather(self, x: Any) -> Any:
         import torch
-        from torch.distributed.nn import functional
 
         sizes = self._sizes(x.shape[0])
         start = sum(sizes[: self.rank])
         before = x.new_zeros((start, *x.shape[1:]))
         after = x.new_zeros((sum(sizes) - start - x.shape[0], *x.shape[1:]))
-        return functional.all_reduce(torch.cat([before, x, after], dim=0))
+        return _all_reduce(torch.cat([before, x, after], dim=0))
 
     def offset(self, n_local: Any) -> Any:
         return sum(self._sizes(int(n_local))[: self.rank])
@@ -185,6 +198,18 @@ def replica_offset(n_local: Any) -> Any:
     order of ``replica_gather`` (0 without collectives)."""
     found = collectives()
     return 0 if found is None else found.offset(n_local)
+
+
+def share_for_gradients(share: Any) -> Any:
+    """A replica's share of a sum over replicas (its rows' part of a global
+    mean), as the term its loss adds: unchanged where the optimizer sums
+    the replicas' gradients (``tf.distribute``, one device), times the
+    number of processes P where ``DistributedDataParallel`` averages them
+    (``torch.distributed``)."""
+    found = collectives()
+    if isinstance(found, _TorchProcessGroup):
+        return keras.ops.multiply(share, keras.ops.cast(found.size, share.dtype))
+    return share
 
 
 def scale_for_replicas(loss: Any) -> Any:

@@ -378,7 +378,9 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
                 gather=gather,
                 negatives=self.local_negatives,
             )
-            if not self.synchronized:
+            if self.synchronized:  # this replica's share of the global value
+                value = _distribute.share_for_gradients(value)
+            else:
                 value = _distribute.scale_for_replicas(value)
             estimates.append(value)
         zero = ops.zeros((), dtype="float32")
@@ -422,7 +424,8 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         total = ops.sum(values)
         count = ops.cast(ops.shape(values)[0], total.dtype)
         if self.synchronized:
-            return total / ops.maximum(_distribute.replica_sum(count), 1.0)
+            share = total / ops.maximum(_distribute.replica_sum(count), 1.0)
+            return _distribute.share_for_gradients(share)
         return _distribute.scale_for_replicas(total / ops.maximum(count, 1.0))
 
     def compute_loss(
