@@ -260,6 +260,18 @@ def max_difference(got, want):
     )
 
 
+def differences(title, results, kinds, reference):
+    """``{kind: max over processes of max_difference}``, printed."""
+    found = {
+        kind: max(max_difference(r[kind], reference(kind)) for r in results)
+        for kind in kinds
+    }
+    print(f"{title}: max |step - one-device step| / max |one-device step|")
+    for kind, difference in found.items():
+        print(f"  {kind}: {difference:.2e}")
+    return found
+
+
 if __name__ == "__main__":
     engine, rank, world, port, out, *kinds = sys.argv[1:]
     worker(engine, int(rank), int(world), int(port), out, kinds)

@@ -12,7 +12,8 @@ DeCov step differs by 20% (``test_torch_ddp.py``).
 """
 
 import pytest
-from distributed_models import KINDS, fit_step, max_difference, run_processes
+from distributed_models import KINDS, fit_step, run_processes
+from distributed_models import differences as found
 
 pytestmark = pytest.mark.backends("jax", reason="jax.distributed processes")
 
@@ -20,12 +21,6 @@ pytestmark = pytest.mark.backends("jax", reason="jax.distributed processes")
 def test_two_processes_step_equals_one_device(tmp_path):
     kinds = [*KINDS, "decov-local"]
     results = run_processes("jax", kinds, tmp_path)
-    differences = {}
-    for kind in kinds:
-        want = fit_step(kind)
-        differences[kind] = max(max_difference(r[kind], want) for r in results)
-    print("JAX, 2 processes: max |step - one-device step| / max |step|")
-    for kind, difference in differences.items():
-        print(f"  {kind}: {difference:.2e}")
+    differences = found("JAX, 2 processes", results, kinds, fit_step)
     for kind in kinds:
         assert differences[kind] < 1e-5, (kind, differences)

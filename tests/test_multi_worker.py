@@ -22,7 +22,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from distributed_models import KINDS, fit_step, max_difference
+from distributed_models import KINDS, fit_step
+from distributed_models import differences as found
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,13 +146,9 @@ def test_two_workers_step_equals_one_device(tmp_path):
     worker's own slice) does not (the test can fail)."""
     kinds = [*KINDS, "decov-local"]
     results = run_workers(kinds, tmp_path)
-    differences = {}
-    for kind in kinds:
-        want = fit_step(kind)
-        differences[kind] = max(max_difference(r[kind], want) for r in results)
-    print("MultiWorkerMirroredStrategy, 2 workers: max |step - one-device| / max")
-    for kind, difference in differences.items():
-        print(f"  {kind}: {difference:.2e}")
+    differences = found(
+        "MultiWorkerMirroredStrategy, 2 workers", results, kinds, fit_step
+    )
     for kind in KINDS:
         assert differences[kind] < 1e-5, (kind, differences)
     assert differences["decov-local"] > 1e-2, differences

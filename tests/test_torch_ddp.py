@@ -9,7 +9,8 @@ which is another step (the test can fail).
 """
 
 import pytest
-from distributed_models import KINDS, max_difference, run_processes, torch_step
+from distributed_models import KINDS, run_processes, torch_step
+from distributed_models import differences as found
 
 pytestmark = pytest.mark.backends("torch", reason="torch.distributed processes")
 
@@ -17,13 +18,7 @@ pytestmark = pytest.mark.backends("torch", reason="torch.distributed processes")
 def test_ddp_step_equals_one_device(tmp_path):
     kinds = [*KINDS, "decov-local"]
     results = run_processes("torch", kinds, tmp_path)
-    differences = {}
-    for kind in kinds:
-        want = torch_step(kind)
-        differences[kind] = max(max_difference(r[kind], want) for r in results)
-    print("torch DDP, 2 processes: max |step - one-device step| / max |step|")
-    for kind, difference in differences.items():
-        print(f"  {kind}: {difference:.2e}")
+    differences = found("torch DDP, 2 processes", results, kinds, torch_step)
     for kind in KINDS:
         assert differences[kind] < 1e-5, (kind, differences)
     assert differences["decov-local"] > 1e-2, differences
