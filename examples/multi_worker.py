@@ -9,9 +9,9 @@ its own index), e.g. on the first of two machines::
 
 and ``"index": 1`` on the second. ``tf.distribute.MultiWorkerMirroredStrategy``
 reads ``TF_CONFIG``; the model and its optimizer are created under its
-scope; ``ActivityPenalty(DeCov(0.1), synchronized=True)`` computes the covariance on the global
-batch of all machines (its sums all-reduced, never the activations), so a
-step equals the one-device step on the same global batch.
+scope; ``ActivityPenalty(DeCov(0.1), synchronized=True)`` computes the
+covariance on the global batch of all machines (its sums all-reduced,
+never the activations), so a step equals the one-device step on the same global batch.
 
 To try it on one machine: ``python examples/multi_worker.py --local 2``
 starts 2 workers on free localhost ports (when the chief exits first, the
