@@ -29,10 +29,12 @@ from keras_disentangle._distribute import Collectives, collectives
 from keras_disentangle._validation import check_bool, check_non_negative
 
 
-class _ThreadLoss:
+class _ThreadLoss(keras.regularizers.Regularizer):
     """A weight regularizer that returns the loss set in the calling thread
     (0 before the first call), plus the empty weight's sum to keep a
-    gradient path to it."""
+    gradient path to it. (A ``Regularizer`` subclass: Keras 3.14 accepts no
+    other callable as a weight's regularizer.) It is not serialised: the
+    layer creates it again in ``build``."""
 
     def __init__(self) -> None:
         self._local = threading.local()
