@@ -32,7 +32,11 @@ class ActivityPenalty(PenaltyLayer):
     synchronized layer owns an empty ``(0,)`` weight that carries its loss
     (``keras_disentangle.layers.PenaltyLayer``).
 
-    Saving: registered with Keras (the penalty is saved in the config).
+    Saving: registered with Keras (the penalty is saved in the config), so
+    a model holding it saves to ``.keras`` and loads back with
+    ``keras.saving.load_model`` after ``import keras_disentangle``
+    (without that import, loading fails with a long error whose cause, an
+    unknown ``keras_disentangle>...`` object, is at its end).
 
     Args:
         penalty: a ``DeCov``, ``CovarianceL1`` or ``ActivityKLMargin``
