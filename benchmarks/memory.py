@@ -54,7 +54,8 @@ def main() -> None:
         return jnp.sum(h @ h.T)
 
     print(
-        "| N | activity_kl_margin step (MiB) | bare h @ h.T step (MiB) | one N x N float32 block (MiB) |"
+        "| N | activity_kl_margin step (MiB) | bare h @ h.T step (MiB) "
+        "| one N x N float32 block (MiB) |"
     )
     print("|---|---|---|---|")
     for n in sizes:
