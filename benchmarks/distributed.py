@@ -56,18 +56,20 @@ def _strategy():
 def _model(strategy, penalty, synchronized):
     import keras
 
-    from keras_disentangle import regularizers
+    from keras_disentangle import layers, regularizers
 
     regularizer = {
-        "DeCov": lambda: regularizers.DeCov(0.1, synchronized=synchronized),
-        "ActivityKLMargin": lambda: regularizers.ActivityKLMargin(
-            1.0, 0.1, synchronized=synchronized
-        ),
+        "DeCov": lambda: regularizers.DeCov(0.1),
+        "ActivityKLMargin": lambda: regularizers.ActivityKLMargin(1.0, 0.1),
     }[penalty]()
     with strategy.scope():
         inputs = keras.Input((784,))
         h = keras.layers.Dense(256, activation="relu")(inputs)
-        h = keras.layers.Dense(64, activity_regularizer=regularizer)(h)
+        if synchronized:  # the layer that owns a global-batch loss
+            h = keras.layers.Dense(64)(h)
+            h = layers.ActivityPenalty(regularizer, synchronized=True)(h)
+        else:
+            h = keras.layers.Dense(64, activity_regularizer=regularizer)(h)
         out = keras.layers.Dense(10, activation="softmax")(h)
         model = keras.Model(inputs, out)
         model.compile("adam", loss="sparse_categorical_crossentropy")

@@ -9,9 +9,9 @@ its own index), e.g. on the first of two machines::
 
 and ``"index": 1`` on the second. ``tf.distribute.MultiWorkerMirroredStrategy``
 reads ``TF_CONFIG``; the model and its optimizer are created under its
-scope; ``DeCov(synchronized=True)`` computes the covariance on the global
-batch of all machines (its sums all-reduced, never the activations), so a
-step equals the one-device step on the same global batch.
+scope; ``ActivityPenalty(DeCov(0.1), synchronized=True)`` computes the
+covariance on the global batch of all machines (its sums all-reduced,
+never the activations), so a step equals the one-device step on the same global batch.
 
 To try it on one machine: ``python examples/multi_worker.py --local 2``
 starts 2 workers on free localhost ports (when the chief exits first, the
@@ -42,6 +42,7 @@ def train(epochs: int, global_batch: int, out: str) -> None:
     import tensorflow as tf
     from sklearn.datasets import load_digits
 
+    from keras_disentangle.layers import ActivityPenalty
     from keras_disentangle.regularizers import DeCov
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -50,9 +51,8 @@ def train(epochs: int, global_batch: int, out: str) -> None:
     with strategy.scope():
         inputs = keras.Input((64,))
         h = keras.layers.Dense(64, activation="relu")(inputs)
-        h = keras.layers.Dense(
-            32, activation="relu", activity_regularizer=DeCov(0.1, synchronized=True)
-        )(h)
+        h = keras.layers.Dense(32, activation="relu")(h)
+        h = ActivityPenalty(DeCov(0.1), synchronized=True)(h)
         outputs = keras.layers.Dense(10, activation="softmax")(h)
         model = keras.Model(inputs, outputs)
         model.compile("adam", loss="sparse_categorical_crossentropy")

@@ -14,11 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
 __all__ = [
     "apply_gradients",
     "backend_name",
     "computes_on_cpu",
+    "concrete_value",
+    "matmul",
     "stateless_train_step",
     "value_and_gradient",
     "variable_gradients",
@@ -62,6 +65,44 @@ def _default_device_is_cpu(backend: str) -> bool:
             or tf.config.list_logical_devices("TPU")
         )
     return True
+
+
+def concrete_value(x: Any) -> Any:
+    """``x`` as NumPy when its values are known now (eager), ``None`` when it
+    is traced (``tf.function``, ``jax.jit``, ``torch.compile``)."""
+    if isinstance(x, (np.ndarray, np.generic, list, tuple, int, float)):
+        return np.asarray(x)
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.executing_eagerly() and hasattr(x, "numpy"):
+            return x.numpy()
+        return None
+    if backend == "jax":
+        import jax
+
+        return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
+    if backend == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return None
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b``. Keras 3.15's PyTorch ``matmul`` (and ``maximum``) compute
+    float64 tensors in float32 (its ``result_type`` of two torch dtypes is
+    the default float), which makes ``‖h‖² − 2 h·c + ‖c‖²`` mix precisions;
+    ``einsum`` keeps float64 there."""
+    if (
+        backend_name() == "torch"
+        and keras.backend.standardize_dtype(a.dtype) == "float64"
+    ):
+        return keras.ops.einsum("ij,jk->ik", a, b)
+    return keras.ops.matmul(a, b)
 
 
 def value_and_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:

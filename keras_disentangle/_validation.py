@@ -17,6 +17,21 @@ def _describe(name: str, value) -> str:
     return f"Received: {name}={value!r}"
 
 
+def check_bool(name: str, value) -> bool:
+    """Returns ``value`` as a Python bool; raises unless it is a Python or
+    NumPy boolean (``True``, ``np.bool_(True)``; never ``1`` or ``"yes"``).
+
+    Every boolean argument of the package goes through it, so configs hold
+    a plain Python bool that serialises to JSON.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"Invalid value for argument {name}: expected True or False. "
+            f"{_describe(name, value)}"
+        )
+    return bool(value)
+
+
 def check_non_negative(name: str, value) -> float:
     """Returns ``value`` as a Python float; raises if not finite and >= 0."""
     if (

@@ -8,8 +8,9 @@ import keras
 from keras import ops
 
 from keras_disentangle import penalties
-from keras_disentangle._distribute import scale_for_replicas
-from keras_disentangle._validation import check_non_negative, label_vector
+from keras_disentangle._backend import concrete_value
+from keras_disentangle._distribute import collectives, scale_for_replicas
+from keras_disentangle._validation import check_bool, check_non_negative, label_vector
 
 __all__ = ["LabelledKLMargin"]
 
@@ -33,13 +34,15 @@ class LabelledKLMargin(keras.losses.Loss):
     scalar and ``reduction`` does not apply to it.
 
     Several devices: Keras does not divide a loss that is already a scalar
-    by the number of replicas ``R``, so this loss does it itself (as Keras
-    does for per-sample losses): under a ``tf.distribute`` strategy one
-    step moves the weights as on one device, and the logged loss is the
+    by the number of replicas ``R`` of a ``tf.distribute`` strategy, so this
+    loss does it itself (as Keras does for per-sample losses): one step
+    moves the weights as on one device, and the logged loss is the
     one-device value. ``synchronized=True`` sums over the same-label pairs
     of the global batch (each replica its ``N_r x N`` block against the
-    all-gathered samples); ``False`` takes the mean over the replicas of
-    the value on each slice (an empty slice counts as 0).
+    all-gathered samples; ``tf.distribute`` or ``torch.distributed``
+    collectives, and JAX's ``keras.distribution`` computes on the global
+    batch either way); ``False`` takes the mean over the replicas of the
+    value on each slice (an empty slice counts as 0).
 
     Checks: shapes (labels and weights one per row of ``y_pred``, at least 2
     features) are checked whenever they are known, also in ``fit``; label
@@ -99,13 +102,8 @@ class LabelledKLMargin(keras.losses.Loss):
                 "Invalid value for argument unlabelled: expected an integer label "
                 f"or None. Received: unlabelled={unlabelled!r}"
             )
-        if not isinstance(synchronized, bool):
-            raise ValueError(
-                "Invalid value for argument synchronized: expected True or False. "
-                f"Received: synchronized={synchronized!r}"
-            )
         self.unlabelled = unlabelled
-        self.synchronized = synchronized
+        self.synchronized = check_bool("synchronized", synchronized)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         with keras.name_scope(self.name):
@@ -124,14 +122,14 @@ class LabelledKLMargin(keras.losses.Loss):
                 labels=y_true,
                 sample_weight=sample_weight,
                 unlabelled=self.unlabelled,
-                synchronized=self.synchronized,
+                collectives=collectives() if self.synchronized else None,
             )
             return ops.cast(scale_for_replicas(value), self.dtype)
 
     @staticmethod
     def _check_labels(y_true, y_pred):
         """Label values when known (eager); their number when it is static."""
-        concrete = penalties._concrete(y_true)
+        concrete = concrete_value(y_true)
         if concrete is not None and concrete.ndim > 0:
             label_vector("y_true", concrete, min_samples=0)
         rows = (concrete.shape if concrete is not None else y_true.shape)[:1]

@@ -16,14 +16,16 @@ formulation; covariances are one matmul ``Hc^T Hc``; the latent-centroid
 distances of Karakulak et al. are ``‖h‖² − 2 h C^T + ‖C‖²``, never an
 ``N x K x D`` tensor.
 
-Several devices: the batch statistics take ``synchronized=False | True``
-(as ``keras.layers.BatchNormalization``). Under a ``tf.distribute``
-strategy, ``True`` computes them on the global batch of all replicas:
-covariances from all-reduced sufficient statistics (count, sums, centred
-Gram matrices), pairwise terms as a local-by-global block of the
-all-gathered samples; gradients flow through the collectives. Without a
-strategy, and on JAX (whose ``keras.distribution.DataParallel`` computes on
-the global batch), the collectives are no-ops.
+Several devices: the batch statistics take ``collectives`` (``None``, the
+default, for one device), as ``estimators`` takes ``gather``: an object
+with ``sum(x)`` (all-reduce) and ``gather(x)`` (all-gather along axis 0),
+both differentiable, which the Keras adapters get from the runtime in use
+(``keras_disentangle._distribute.collectives``: ``tf.distribute``,
+``torch.distributed``; JAX's global arrays need none). With them,
+covariances come from all-reduced sufficient statistics (count, sums,
+centred Gram matrices) and pairwise terms from a local-by-global block of
+the all-gathered samples, so every replica gets the global value. This
+module never looks up the runtime or the backend.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ import numpy as np
 from keras import ops
 from keras import random as keras_random
 
-from keras_disentangle._backend import computes_on_cpu
-from keras_disentangle._distribute import replica_gather, replica_sum
+from keras_disentangle._backend import computes_on_cpu, concrete_value
+from keras_disentangle._backend import matmul as _matmul
 from keras_disentangle._ops import as_float
 from keras_disentangle._validation import label_vector
 
@@ -133,19 +135,6 @@ def _feature_rows(h, name: str, features: str):
             f"first (pooling, a Dense layer). Received: {name}.shape={h.shape}"
         )
     return rows
-
-
-def _matmul(a, b):
-    """``a @ b``. Keras 3.15's PyTorch ``matmul`` (and ``maximum``) compute
-    float64 tensors in float32 (its ``result_type`` of two torch dtypes is
-    the default float), which makes ``‖h‖² − 2 h·c + ‖c‖²`` mix precisions;
-    ``einsum`` keeps float64 there."""
-    if (
-        keras.backend.backend() == "torch"
-        and keras.backend.standardize_dtype(a.dtype) == "float64"
-    ):
-        return ops.einsum("ij,jk->ik", a, b)
-    return ops.matmul(a, b)
 
 
 def _n_samples(h):
@@ -297,31 +286,6 @@ def kernel_kl_margin(kernel: Tensor, margin: float | Tensor) -> Tensor:
     return total
 
 
-def _concrete(x):
-    """``x`` as NumPy when its values are known now (eager), ``None`` when it
-    is traced (``tf.function``, ``jax.jit``, ``torch.compile``)."""
-    if isinstance(x, (np.ndarray, np.generic, list, tuple, int, float)):
-        return np.asarray(x)
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if tf.executing_eagerly() and hasattr(x, "numpy"):
-            return x.numpy()
-        return None
-    if backend == "jax":
-        import jax
-
-        return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
-    if backend == "torch":
-        import torch
-
-        if torch.compiler.is_compiling():
-            return None
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
 def _check_rows(name: str, value, h, rows_name: str = "h"):
     """Static check: one entry of ``value`` per row of ``h``."""
     n, m = value.shape[0], h.shape[0]
@@ -342,7 +306,7 @@ def _label_ids(labels, h, unlabelled, rows_name):
     one-hot rows are accepted); traced labels are only checked for shape,
     and a non-whole value makes the penalty NaN instead of being rounded.
     """
-    concrete = _concrete(labels)
+    concrete = concrete_value(labels)
     if concrete is not None:
         if concrete.ndim == 0:
             raise ValueError(
@@ -389,7 +353,7 @@ def activity_kl_margin(
     *,
     sample_weight: Tensor | None = None,
     unlabelled: int | None = None,
-    synchronized: bool = False,
+    collectives: Any = None,
 ) -> Tensor:
     """L_multi: a hinge on the KL divergence between samples' activations.
 
@@ -409,13 +373,12 @@ def activity_kl_margin(
 
     The pair set is symmetric, so the sum is twice that of one direction:
     one ``N x N`` matmul (on the CPU taken in column slices that fit the
-    cache; the same sum). With ``synchronized=True`` under a
-    ``tf.distribute`` strategy, each replica computes the block of its
+    cache; the same sum). With ``collectives`` (several devices, see the
+    module docstring), each replica computes the block of its
     ``N_r`` samples against the all-gathered ``N`` samples of the global
     batch (``N_r x N``, never ``N x N``), and the block sums and pair counts
     are all-reduced: every replica returns the value on the global batch,
-    and gradients flow back through the collectives. Without a strategy it
-    changes nothing.
+    and gradients flow back through the collectives.
 
     Label values are checked when they are known (eager calls): NaN and
     fractions raise. Inside a compiled function (``fit``) only shapes are
@@ -429,8 +392,8 @@ def activity_kl_margin(
             labels.
         sample_weight: optional ``(N,)`` non-negative weights of the samples.
         unlabelled: a label value that marks unlabelled samples (e.g. -1).
-        synchronized: all-gather the pairs over the replicas of a
-            ``tf.distribute`` strategy.
+        collectives: ``sum`` and ``gather`` over the replicas (module
+            docstring), or None for one device.
 
     Returns:
         Scalar tensor.
@@ -473,7 +436,7 @@ def activity_kl_margin(
     column_ids: Any = None
     if labels is not None:
         column_ids = ids
-    if synchronized:
+    if collectives is not None:
         # One all-gather of one tensor [log s, weight, label] (integer labels
         # would live on the host, and a mixed nest cannot be gathered at once).
         parts = [log_s]
@@ -481,7 +444,7 @@ def activity_kl_margin(
             parts.append(ops.expand_dims(ops.cast(weights, log_s.dtype), -1))
         if labels is not None:
             parts.append(ops.expand_dims(ops.cast(ids, log_s.dtype), -1))
-        gathered = replica_gather(ops.concatenate(parts, axis=-1))
+        gathered = collectives.gather(ops.concatenate(parts, axis=-1))
         k = log_s.shape[-1]
         columns = gathered[:, :k]
         if weights is not None:
@@ -509,8 +472,8 @@ def activity_kl_margin(
     total, pairs = _hinge_sums(log_s, columns, margin, pair_weights)
     if pairs is None:
         pairs = _n_samples(log_s) * _n_samples(columns)
-    if synchronized:  # one all-reduce of one tensor (counts live on the host)
-        sums = replica_sum(ops.stack([total, ops.cast(pairs, total.dtype)]))
+    if collectives is not None:  # one all-reduce of one tensor
+        sums = collectives.sum(ops.stack([total, ops.cast(pairs, total.dtype)]))
         total, pairs = sums[0], sums[1]
     value = 2.0 * total / ops.where(pairs > 0, pairs, ops.ones_like(pairs))
     if bad is not None:
@@ -530,28 +493,29 @@ def _check_distributions(h, name: str):
 
 
 def batch_moments(
-    *rows: Tensor, synchronized: bool = False
+    *rows: Tensor, collectives: Any = None
 ) -> tuple[Tensor, list[Tensor]]:
     """The count and the centred rows of one or more ``(n, p_i)`` matrices.
 
     ``n`` and ``sum_n rows`` are the sufficient statistics of the mean: with
-    ``synchronized=True`` under a ``tf.distribute`` strategy they are summed
-    over the replicas in one all-reduce, so each replica centres its slice
-    on the mean of the global batch. An empty slice gives a count of 0 and
-    no rows (never a NaN).
+    ``collectives`` they are summed over the replicas in one all-reduce, so
+    each replica centres its slice on the mean of the global batch. An empty
+    slice gives a count of 0 and no rows (never a NaN).
 
     Args:
         *rows: ``(n, p_i)`` tensors with the same number of rows.
-        synchronized: all-reduce the statistics over the replicas.
+        collectives: ``sum`` over the replicas, or None for one device.
 
     Returns:
         ``(count, [rows_i - mean_i, ...])``.
     """
     count = _n_samples(rows[0])
     totals = [ops.sum(r, axis=0) for r in rows]
-    if synchronized:  # one all-reduce of one vector [n, sum rows_1, ...]
+    if collectives is not None:  # one all-reduce of [n, sum rows_1, ...]
         sizes = [r.shape[-1] for r in rows]
-        packed = replica_sum(ops.concatenate([ops.reshape(count, (1,)), *totals], 0))
+        packed = collectives.sum(
+            ops.concatenate([ops.reshape(count, (1,)), *totals], 0)
+        )
         count, offset, totals = packed[0], 1, []
         for size in sizes:
             totals.append(packed[offset : offset + size])
@@ -572,13 +536,13 @@ def covariance_from_statistics(
     return centred_gram / ops.maximum(count - ddof, 1.0)
 
 
-def _centred_gram(a, b, synchronized: bool):
+def _centred_gram(a, b, collectives):
     gram = _matmul(ops.transpose(a), b)
-    return replica_sum(gram) if synchronized else gram
+    return gram if collectives is None else collectives.sum(gram)
 
 
 def covariance(
-    h: Tensor, ddof: int = 1, *, features: str = "flatten", synchronized: bool = False
+    h: Tensor, ddof: int = 1, *, features: str = "flatten", collectives: Any = None
 ) -> Tensor:
     """Sample covariance ``Hc^T Hc / max(N - ddof, 1)`` of ``(N, ...)`` rows.
 
@@ -587,9 +551,9 @@ def covariance(
     the spatial positions of a feature map counting as samples). A batch of
     one gives a zero matrix.
 
-    With ``synchronized=True`` under a ``tf.distribute`` strategy the
-    statistics are all-reduced (``N`` and ``sum h`` first, then the Gram
-    matrix of the rows centred on the global mean): the covariance of the
+    With ``collectives`` (module docstring) the statistics are all-reduced
+    (``N`` and ``sum h`` first, then the Gram matrix of the rows centred on
+    the global mean): the covariance of the
     global batch on every replica, from ``p + p^2`` numbers per replica,
     never the activations themselves.
 
@@ -597,14 +561,15 @@ def covariance(
         h: activations ``(N, ...)``.
         ddof: ``1`` for the unbiased estimate, ``0`` for ``1/N``.
         features: ``"flatten"`` or ``"channels"``.
-        synchronized: compute it on the global batch of all replicas.
+        collectives: compute it on the global batch of all replicas
+            (module docstring); None for one device.
 
     Returns:
         ``(p, p)`` tensor.
     """
     rows = _feature_rows(h, "h", features)
-    count, (hc,) = batch_moments(rows, synchronized=synchronized)
-    return covariance_from_statistics(count, _centred_gram(hc, hc, synchronized), ddof)
+    count, (hc,) = batch_moments(rows, collectives=collectives)
+    return covariance_from_statistics(count, _centred_gram(hc, hc, collectives), ddof)
 
 
 def cross_covariance(
@@ -613,13 +578,13 @@ def cross_covariance(
     ddof: int = 0,
     *,
     features: str = "flatten",
-    synchronized: bool = False,
+    collectives: Any = None,
 ) -> Tensor:
     """``Yc^T Hc / max(N - ddof, 1)``, both centred over the batch.
 
     With ``features="channels"`` and a feature map ``h``, each spatial
     position is a sample: ``y`` is either ``(N, q)`` (repeated at every
-    position) or a map with the same positions. ``synchronized`` as in
+    position) or a map with the same positions. ``collectives`` as in
     ``covariance`` (the cross terms ``Yc^T Hc`` are all-reduced).
 
     Args:
@@ -627,7 +592,8 @@ def cross_covariance(
         h: ``(N, ...)`` tensor, flattened to ``(N, p)``.
         ddof: delta degrees of freedom of the denominator.
         features: ``"flatten"`` or ``"channels"``.
-        synchronized: compute it on the global batch of all replicas.
+        collectives: compute it on the global batch of all replicas
+            (module docstring); None for one device.
 
     Returns:
         ``(q, p)`` tensor.
@@ -644,24 +610,23 @@ def cross_covariance(
             )
         y = ops.repeat(_flatten_samples(y, "y"), positions, axis=0)
     rows_y = _feature_rows(y, "y", features)
-    count, (yc, hc) = batch_moments(rows_y, rows_h, synchronized=synchronized)
-    return covariance_from_statistics(count, _centred_gram(yc, hc, synchronized), ddof)
+    count, (yc, hc) = batch_moments(rows_y, rows_h, collectives=collectives)
+    return covariance_from_statistics(count, _centred_gram(yc, hc, collectives), ddof)
 
 
-def decov(
-    h: Tensor, *, features: str = "flatten", synchronized: bool = False
-) -> Tensor:
+def decov(h: Tensor, *, features: str = "flatten", collectives: Any = None) -> Tensor:
     """DeCov: the squared off-diagonal covariances of a layer's activations.
 
     ``C = (1/N) Hc^T Hc`` with ``Hc`` the batch-centred activations;
     ``L = 0.5 (‖C‖_F^2 - ‖diag C‖_2^2)``. ``features`` and
-    ``synchronized`` as in ``covariance``.
+    ``collectives`` as in ``covariance``.
 
     Args:
         h: activations ``(N, ...)``.
         features: ``"flatten"`` (all axes but the batch axis are features)
             or ``"channels"`` (positions of a feature map are samples).
-        synchronized: compute it on the global batch of all replicas.
+        collectives: compute it on the global batch of all replicas
+            (module docstring); None for one device.
 
     Returns:
         Scalar tensor; 0 for a batch of one.
@@ -676,24 +641,25 @@ def decov(
         Cogswell et al., "Reducing Overfitting in Deep Networks by
         Decorrelating Representations", ICLR 2016 (arXiv 2015).
     """
-    c = covariance(h, ddof=0, features=features, synchronized=synchronized)
+    c = covariance(h, ddof=0, features=features, collectives=collectives)
     return 0.5 * (ops.sum(ops.square(c)) - ops.sum(ops.square(ops.diagonal(c))))
 
 
 def xcov(
-    y: Tensor, h: Tensor, *, features: str = "flatten", synchronized: bool = False
+    y: Tensor, h: Tensor, *, features: str = "flatten", collectives: Any = None
 ) -> Tensor:
     """XCov: the squared cross-covariances between predictions and a latent.
 
     ``C = (1/N) Yc^T Hc`` (both centred over the batch);
-    ``L = 0.5 sum_ij C_ij^2``. ``features`` and ``synchronized`` as in
+    ``L = 0.5 sum_ij C_ij^2``. ``features`` and ``collectives`` as in
     ``cross_covariance``.
 
     Args:
         y: predictions ``(N, ...)``.
         h: latent activations ``(N, ...)``.
         features: ``"flatten"`` or ``"channels"``.
-        synchronized: compute it on the global batch of all replicas.
+        collectives: compute it on the global batch of all replicas
+            (module docstring); None for one device.
 
     Returns:
         Scalar tensor; 0 for a batch of one.
@@ -708,23 +674,24 @@ def xcov(
         Cheung et al., "Discovering Hidden Factors of Variation in Deep
         Networks", ICLR workshop 2015 (arXiv 2014).
     """
-    c = cross_covariance(y, h, ddof=0, features=features, synchronized=synchronized)
+    c = cross_covariance(y, h, ddof=0, features=features, collectives=collectives)
     return 0.5 * ops.sum(ops.square(c))
 
 
 def covariance_l1(
-    h: Tensor, *, features: str = "flatten", synchronized: bool = False
+    h: Tensor, *, features: str = "flatten", collectives: Any = None
 ) -> Tensor:
     """L_Sigma: the L1 norm of the activation covariance over ``p^2``.
 
     ``C = (1/(N-1)) Hc^T Hc``; ``L = (1/p^2) sum_ij |C_ij|``, diagonal
     included (Kågebäck & Mogren 2018, eq. 1-2). ``features`` and
-    ``synchronized`` as in ``covariance``.
+    ``collectives`` as in ``covariance``.
 
     Args:
         h: activations ``(N, ...)``, flattened to ``(N, p)``.
         features: ``"flatten"`` or ``"channels"``.
-        synchronized: compute it on the global batch of all replicas.
+        collectives: compute it on the global batch of all replicas
+            (module docstring); None for one device.
 
     Returns:
         Scalar tensor; 0 for a batch of one.
@@ -739,7 +706,7 @@ def covariance_l1(
         Kågebäck & Mogren, "Disentangled activations in deep networks",
         NeurIPS workshop 2017 (arXiv 2018).
     """
-    c = covariance(h, ddof=1, features=features, synchronized=synchronized)
+    c = covariance(h, ddof=1, features=features, collectives=collectives)
     return ops.mean(ops.abs(c))
 
 

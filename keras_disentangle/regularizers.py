@@ -13,25 +13,17 @@ statistics (a covariance, a mean over pairs), so their ``__call__`` returns
 ``model.losses`` is exactly ``weight * formula`` at any batch size ``N``.
 Call the functions of ``keras_disentangle.penalties`` for the bare values.
 
-Several devices (``synchronized``, as in
-``keras.layers.BatchNormalization``). Under a ``tf.distribute`` strategy of
-``R`` replicas, replica ``r`` sees ``N_r`` of the ``N`` samples of the
-global batch; Keras divides each replica's activity loss by ``N_r`` and
-multiplies every loss by ``1/R``, and the optimizer sums the replicas'
-gradients.
-
-- ``synchronized=False`` (default): each replica's formula is computed on
-  its own slice, and the step optimises ``weight * mean_r formula(slice_r)``
-  (an empty slice counts as 0).
-- ``synchronized=True``: the formula is computed on the global batch
-  (all-reduced statistics, ``penalties``), and replica ``r`` adds the share
-  ``weight * formula(global) * N_r / N``: the shares sum to
-  ``weight * formula(global)`` and their gradients, through the
-  collectives, to its exact one-device gradient, with uneven or empty
-  slices too.
-
-Without a strategy (and with JAX's ``keras.distribution.DataParallel``,
-which computes on the global batch) both modes are the one-device formula.
+Several devices. Under a ``tf.distribute`` strategy of ``R`` replicas,
+replica ``r`` sees ``N_r`` of the ``N`` samples of the global batch; Keras
+divides each replica's activity loss by ``N_r`` and multiplies every loss
+by ``1/R``, and the optimizer sums the replicas' gradients: the step
+optimises ``weight * mean_r formula(slice_r)`` (an empty slice counts as
+0), the per-replica statistic. A statistic of the global batch needs a
+loss that its owner computes inside a call that Keras makes itself, which
+an activity regularizer (called by its layer with the output alone) cannot
+be: ``synchronized=True`` raises, and names the layer to use instead,
+``keras_disentangle.layers.ActivityPenalty(regularizer,
+synchronized=True)`` after the regularized layer.
 """
 
 from __future__ import annotations
@@ -42,13 +34,11 @@ import keras
 from keras import ops
 
 from keras_disentangle import penalties
-from keras_disentangle._distribute import (
-    calling_layer,
-    isolate_replica_losses,
-    replica_sum,
-    replicas_in_sync,
+from keras_disentangle._validation import (
+    check_bool,
+    check_choice,
+    check_non_negative,
 )
-from keras_disentangle._validation import check_choice, check_non_negative
 
 __all__ = ["KernelKLMargin", "ActivityKLMargin", "DeCov", "CovarianceL1"]
 
@@ -96,40 +86,37 @@ class KernelKLMargin(keras.regularizers.Regularizer):
         return {"margin": self.margin, "weight": self.weight}
 
 
-def _check_synchronized(value) -> bool:
-    if not isinstance(value, bool):
+def _check_synchronized(regularizer: str, synchronized) -> bool:
+    if check_bool("synchronized", synchronized):
         raise ValueError(
-            "Invalid value for argument synchronized: expected True or False. "
-            f"Received: synchronized={value!r}"
+            "Invalid value for argument synchronized: an activity regularizer "
+            "cannot compute a statistic of the global batch exactly (Keras calls "
+            "it with the layer's output alone, outside the layer's call). Keep "
+            f"synchronized=False here and wrap it in a layer: "
+            f"keras_disentangle.layers.ActivityPenalty({regularizer}(...), "
+            "synchronized=True), called on the layer's output. "
+            "Received: synchronized=True"
         )
-    return value
+    return False
 
 
 class _BatchStatisticRegularizer(keras.regularizers.Regularizer):
     """Base of the activity penalties: undoes Keras's division by batch size
-    and, synchronized, gives each replica its share of the global value."""
+    and keeps the per-replica statistic (module docstring)."""
 
     def __init__(self, weight: float, synchronized: bool = False) -> None:
         self.weight = check_non_negative("weight", weight)
-        self.synchronized = _check_synchronized(synchronized)
+        self.synchronized = _check_synchronized(type(self).__name__, synchronized)
 
-    def penalty(self, x: Any) -> Any:
+    def penalty(self, x: Any, collectives: Any = None) -> Any:
+        """The unweighted formula of ``x``; on the global batch with
+        ``collectives`` (``keras_disentangle.penalties``)."""
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
-        replicas = replicas_in_sync()
-        if self.synchronized and replicas > 1:
-            # The collectives switch replica threads inside the layer's call:
-            # keep its loss list per replica (see _distribute).
-            isolate_replica_losses(calling_layer())
         value = self.penalty(x)
         n = ops.cast(ops.shape(x)[0], value.dtype)
-        if not self.synchronized or replicas == 1:
-            return self.weight * n * value  # Keras divides by n (and by R)
-        # Keras divides by n_r (divide_no_nan) and by R: what is left is the
-        # share weight * value * n_r / n of the global value.
-        share = n * n * replicas / ops.maximum(replica_sum(n), 1.0)
-        return self.weight * share * value
+        return self.weight * n * value  # Keras divides by n (and by R)
 
     def get_config(self) -> dict:
         return {"weight": self.weight, "synchronized": self.synchronized}
@@ -157,10 +144,10 @@ class ActivityKLMargin(_BatchStatisticRegularizer):
     over all ordered pairs of the batch, the diagonal included (eq. 6). With
     labels, use ``keras_disentangle.losses.LabelledKLMargin`` (eq. 4).
 
-    Under a ``tf.distribute`` strategy, ``synchronized=True`` sums over the
-    pairs of the global batch (each replica its ``N_r x N`` block of its
-    samples against all the gathered ones); ``False`` over the pairs within
-    each replica's slice, averaged over the replicas (module docstring).
+    Several devices: the pairs within each replica's slice, averaged over
+    the replicas (module docstring); for the pairs of the global batch use
+    ``keras_disentangle.layers.ActivityPenalty(ActivityKLMargin(...),
+    synchronized=True)``.
 
     Saving: registered with Keras, so a model holding it saves to
     ``.keras`` and loads back with ``keras.saving.load_model`` after
@@ -171,7 +158,8 @@ class ActivityKLMargin(_BatchStatisticRegularizer):
     Args:
         margin: the margin ``m``, a finite number >= 0. The paper used 0.1-1.
         weight: the factor of the penalty, a finite number >= 0.
-        synchronized: compute it over the global batch of all replicas.
+        synchronized: False (kept for configs); True raises a ValueError
+            that names ``keras_disentangle.layers.ActivityPenalty``.
 
     Example:
 
@@ -189,10 +177,8 @@ class ActivityKLMargin(_BatchStatisticRegularizer):
         super().__init__(weight, synchronized)
         self.margin = check_non_negative("margin", margin)
 
-    def penalty(self, x: Any) -> Any:
-        return penalties.activity_kl_margin(
-            x, self.margin, synchronized=self.synchronized
-        )
+    def penalty(self, x: Any, collectives: Any = None) -> Any:
+        return penalties.activity_kl_margin(x, self.margin, collectives=collectives)
 
     def get_config(self) -> dict:
         return {"margin": self.margin, **super().get_config()}
@@ -209,8 +195,9 @@ class DeCov(_CovarianceRegularizer):
     ``H*W*C`` features (a 32x32x64 map: a 65,536^2 covariance, refused
     above ``penalties.MAX_COVARIANCE_FEATURES``); ``features="channels"``
     counts each of the ``N*H*W`` positions as a sample of ``C`` channels.
-    ``synchronized=True`` computes ``C`` on the global batch of all
-    replicas from all-reduced sums (module docstring).
+    Several devices: the per-replica statistic (module docstring); for
+    ``C`` on the global batch use ``keras_disentangle.layers.ActivityPenalty(
+    DeCov(...), synchronized=True)``.
 
     Saving: registered with Keras, so a model holding it saves to
     ``.keras`` and loads back with ``keras.saving.load_model`` after
@@ -221,7 +208,8 @@ class DeCov(_CovarianceRegularizer):
     Args:
         weight: the factor of the penalty, a finite number >= 0.
         features: ``"flatten"`` or ``"channels"`` (channels-last maps).
-        synchronized: compute it over the global batch of all replicas.
+        synchronized: False (kept for configs); True raises a ValueError
+            that names ``keras_disentangle.layers.ActivityPenalty``.
 
     Example:
 
@@ -238,10 +226,8 @@ class DeCov(_CovarianceRegularizer):
     ) -> None:
         super().__init__(weight, features, synchronized)
 
-    def penalty(self, x: Any) -> Any:
-        return penalties.decov(
-            x, features=self.features, synchronized=self.synchronized
-        )
+    def penalty(self, x: Any, collectives: Any = None) -> Any:
+        return penalties.decov(x, features=self.features, collectives=collectives)
 
 
 @_register
@@ -261,7 +247,8 @@ class CovarianceL1(_CovarianceRegularizer):
     Args:
         weight: the factor ``λ`` of the penalty, a finite number >= 0.
         features: ``"flatten"`` or ``"channels"`` (channels-last maps).
-        synchronized: compute it over the global batch of all replicas.
+        synchronized: False (kept for configs); True raises a ValueError
+            that names ``keras_disentangle.layers.ActivityPenalty``.
 
     Example:
 
@@ -279,7 +266,7 @@ class CovarianceL1(_CovarianceRegularizer):
     ) -> None:
         super().__init__(weight, features, synchronized)
 
-    def penalty(self, x: Any) -> Any:
+    def penalty(self, x: Any, collectives: Any = None) -> Any:
         return penalties.covariance_l1(
-            x, features=self.features, synchronized=self.synchronized
+            x, features=self.features, collectives=collectives
         )

@@ -19,7 +19,7 @@ import pytest
 from helpers import numpy
 from keras import ops
 
-from keras_disentangle import layers, losses, penalties, regularizers
+from keras_disentangle import _distribute, layers, losses, penalties, regularizers
 
 KINDS = ["decov", "l1", "activity", "xcov", "labelled"]
 GLOBAL_BATCH = 32
@@ -27,12 +27,14 @@ HALF = GLOBAL_BATCH // 2
 
 
 def _penalty(kind, synchronized):
+    """The activity regularizers are wrapped in ``ActivityPenalty`` when
+    synchronized (the regularizers refuse ``synchronized=True``)."""
     if kind == "decov":
-        return regularizers.DeCov(1.0, synchronized=synchronized)
+        return regularizers.DeCov(1.0)
     if kind == "l1":
-        return regularizers.CovarianceL1(1.0, synchronized=synchronized)
+        return regularizers.CovarianceL1(1.0)
     if kind == "activity":
-        return regularizers.ActivityKLMargin(2.0, 1.0, synchronized=synchronized)
+        return regularizers.ActivityKLMargin(2.0, 1.0)
     if kind == "xcov":
         return layers.XCovPenalty(5.0, synchronized=synchronized, name="xcov")
     return losses.LabelledKLMargin(2.0, synchronized=synchronized)
@@ -76,9 +78,11 @@ def _build(kind, synchronized, per_slice=False, task_loss=True):
     penalty = _penalty(kind, synchronized)
     inputs = keras.Input((6,))
     activity = None
-    if kind in ("decov", "l1", "activity"):
+    if kind in ("decov", "l1", "activity") and not synchronized:
         activity = _PerSliceRegularizer(penalty) if per_slice else penalty
     h = keras.layers.Dense(5, activity_regularizer=activity, name="fc1")(inputs)
+    if kind in ("decov", "l1", "activity") and synchronized:
+        h = layers.ActivityPenalty(penalty, synchronized=True, name="penalty")(h)
     out = keras.layers.Dense(1, activation="sigmoid", name="out")(h)
     if kind == "xcov":
         layer = _PerSliceXCov(5.0, name="xcov") if per_slice else penalty
@@ -110,9 +114,15 @@ def _targets(kind, y, labels, task_loss=True):
     return y if task_loss else None
 
 
-def _initial_weights(kind):
+def _initial_weights(kind, synchronized):
     keras.utils.set_random_seed(1)
-    return _build(kind, False).get_weights()
+    return _build(kind, synchronized).get_weights()
+
+
+def _numbers(weights):
+    """The weights that hold numbers (a synchronized penalty layer's loss
+    owner is an empty ``(0,)`` weight)."""
+    return [w for w in weights if w.size]
 
 
 def _step(
@@ -125,7 +135,7 @@ def _step(
     task_loss=True,
 ):
     """Weight change, logged losses and the model after ``epochs`` of fit."""
-    start = _initial_weights(kind)
+    start = _initial_weights(kind, synchronized)
     with scope or contextlib.nullcontext():
         model = _build(kind, synchronized, per_slice, task_loss)
     model.set_weights(start)
@@ -139,6 +149,7 @@ def _step(
         verbose=0,
     )
     change = [w - w0 for w, w0 in zip(model.get_weights(), start, strict=True)]
+    change = _numbers(change)
     return change, history.history["loss"], model
 
 
@@ -207,14 +218,14 @@ def test_empty_replica_slice_is_finite_and_exact(kind, mirrored_strategy):
 @pytest.mark.parametrize(
     "name, fn",
     [
-        ("decov", lambda h: penalties.decov(h, synchronized=True)),
-        ("covariance_l1", lambda h: penalties.covariance_l1(h, synchronized=True)),
-        ("xcov", lambda h: penalties.xcov(h[:, :2], h, synchronized=True)),
-        ("kl", lambda h: penalties.activity_kl_margin(h, 2.0, synchronized=True)),
+        ("decov", lambda h, c: penalties.decov(h, collectives=c)),
+        ("covariance_l1", lambda h, c: penalties.covariance_l1(h, collectives=c)),
+        ("xcov", lambda h, c: penalties.xcov(h[:, :2], h, collectives=c)),
+        ("kl", lambda h, c: penalties.activity_kl_margin(h, 2.0, collectives=c)),
         (
             "kl_labels",
-            lambda h: penalties.activity_kl_margin(
-                h, 2.0, labels=ops.cast(h[:, 0] > 0, "int32"), synchronized=True
+            lambda h, c: penalties.activity_kl_margin(
+                h, 2.0, labels=ops.cast(h[:, 0] > 0, "int32"), collectives=c
             ),
         ),
     ],
@@ -226,12 +237,14 @@ def test_every_replica_gets_the_global_value(name, fn, mirrored_strategy):
     values = mirrored_strategy.experimental_distribute_values_from_function(
         lambda context: slices[context.replica_id_in_sync_group]
     )
-    per_replica = mirrored_strategy.run(fn, args=(values,))
+    per_replica = mirrored_strategy.run(
+        lambda v: fn(v, _distribute.collectives()), args=(values,)
+    )
     got = [
         float(numpy(v))
         for v in mirrored_strategy.experimental_local_results(per_replica)
     ]
-    want = float(numpy(fn(h)))
+    want = float(numpy(fn(h, None)))
     assert got == pytest.approx([want, want], rel=1e-5)
 
 

@@ -58,9 +58,10 @@ CONFIGURED = [
     regularizers.CovarianceL1(weight=0.4),
     losses.LabelledKLMargin(margin=0.25),
     layers.XCovPenalty(weight=2.0, name="xcov"),
-    regularizers.ActivityKLMargin(margin=0.5, weight=0.2, synchronized=True),
-    regularizers.DeCov(weight=0.05, features="channels", synchronized=True),
-    regularizers.CovarianceL1(weight=0.4, features="channels", synchronized=True),
+    layers.ActivityPenalty(
+        regularizers.ActivityKLMargin(margin=0.5, weight=0.2), synchronized=True
+    ),
+    layers.ActivityPenalty(regularizers.DeCov(weight=0.05, features="channels")),
     losses.LabelledKLMargin(margin=0.25, unlabelled=None, synchronized=True),
     layers.XCovPenalty(weight=2.0, features="channels", synchronized=True, name="x"),
 ]
@@ -267,6 +268,73 @@ def test_labelled_loss_config_keeps_dtype():
 def test_bad_synchronized_raises(make):
     with pytest.raises(ValueError, match="argument synchronized"):
         make("yes")
+    with pytest.raises(ValueError, match="argument synchronized"):
+        make(1)
+
+
+SYNCHRONIZABLE = [
+    lambda v: losses.LabelledKLMargin(synchronized=v),
+    lambda v: layers.XCovPenalty(synchronized=v),
+    lambda v: layers.ActivityPenalty(regularizers.DeCov(), synchronized=v),
+]
+
+
+@pytest.mark.parametrize("make", SYNCHRONIZABLE)
+def test_numpy_bool_synchronized_is_accepted_as_python_bool(make):
+    """``np.bool_`` (from a NumPy comparison, a config array) is a boolean:
+    accepted everywhere, stored as a Python bool so configs are JSON."""
+    for flag in (np.bool_(True), np.bool_(False)):
+        config = make(flag).get_config()
+        assert config["synchronized"] is bool(flag)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [regularizers.ActivityKLMargin, regularizers.DeCov, regularizers.CovarianceL1],
+)
+def test_synchronized_regularizer_names_the_layer_to_use(cls):
+    """An activity regularizer cannot own a global-batch loss: True raises
+    and names ActivityPenalty; False (also np.bool_) is kept for configs."""
+    for flag in (True, np.bool_(True)):
+        with pytest.raises(ValueError, match="ActivityPenalty") as info:
+            cls(synchronized=flag)
+        assert "argument synchronized" in str(info.value)
+    assert cls(synchronized=np.bool_(False)).get_config()["synchronized"] is False
+
+
+def test_activity_penalty_refuses_other_penalties():
+    with pytest.raises(ValueError, match="argument penalty"):
+        layers.ActivityPenalty(regularizers.KernelKLMargin())
+
+
+def test_activity_penalty_adds_the_regularizer_loss():
+    """The layer adds ``weight * formula``, the loss the regularizer adds."""
+    x = np.random.default_rng(0).normal(size=(7, 6)).astype("float32")
+    kernel = keras.initializers.GlorotUniform(seed=0)
+    for synchronized in (False, True):
+        inputs = keras.Input((6,))
+        dense = keras.layers.Dense(4, kernel_initializer=kernel)
+        reg = regularizers.DeCov(0.3)
+        out = layers.ActivityPenalty(reg, synchronized=synchronized)(dense(inputs))
+        model = keras.Model(inputs, out)
+        model(x)
+        h = keras.ops.matmul(x, dense.kernel) + dense.bias
+        want = 0.3 * float(keras.ops.convert_to_numpy(penalties.decov(h)))
+        got = float(keras.ops.convert_to_numpy(keras.ops.sum(model.losses)))
+        assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_xcov_different_batch_sizes_raise_value_error():
+    """Two inputs of different batch sizes: a ValueError naming both
+    (statically at build, and at call for eager tensors)."""
+    with pytest.raises(ValueError, match="prediction.shape=.*latent.shape"):
+        layers.XCovPenalty(1.0)(
+            [keras.Input((1,), batch_size=4), keras.Input((3,), batch_size=5)]
+        )
+    rng = np.random.default_rng(0)
+    y, h = rng.normal(size=(4, 1)), rng.normal(size=(5, 3))
+    with pytest.raises(ValueError, match="same number of samples"):
+        layers.XCovPenalty(1.0)([y, h])
 
 
 @pytest.mark.parametrize(

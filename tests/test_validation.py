@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_disentangle._validation import check_seed, label_vector
+from keras_disentangle._validation import check_bool, check_seed, label_vector
 
 # ---------------------------------------------------------------- label_vector
 
@@ -87,3 +87,19 @@ def test_check_seed_generator_only_where_allowed():
     assert check_seed("seed", generator, allow_generator=True) is generator
     with pytest.raises(ValueError, match="an integer >= 0. Received"):
         check_seed("seed", generator)
+
+
+# ------------------------------------------------------------------ check_bool
+@pytest.mark.parametrize("flag", [True, False, np.bool_(True), np.bool_(False)])
+def test_check_bool_returns_a_python_bool(flag):
+    out = check_bool("synchronized", flag)
+    assert type(out) is bool and out == bool(flag)
+
+
+@pytest.mark.parametrize("bad", [1, 0, "yes", None, np.array([True]), 1.0])
+def test_check_bool_refuses_non_booleans(bad):
+    with pytest.raises(ValueError) as info:
+        check_bool("synchronized", bad)
+    message = str(info.value)
+    assert "Invalid value for argument synchronized: expected True or False" in message
+    assert f"Received: synchronized={bad!r}" in message

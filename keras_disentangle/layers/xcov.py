@@ -7,12 +7,12 @@ from typing import Any
 import keras
 
 from keras_disentangle import penalties
-from keras_disentangle._distribute import isolate_replica_losses
-from keras_disentangle._validation import check_choice, check_non_negative
+from keras_disentangle._validation import check_choice
+from keras_disentangle.layers._penalty_layer import PenaltyLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_disentangle")
-class XCovPenalty(keras.layers.Layer):
+class XCovPenalty(PenaltyLayer):
     """Adds ``weight * XCov(prediction, latent)`` to the model's losses.
 
     Called on ``[prediction, latent]``, it returns ``prediction`` unchanged and
@@ -25,12 +25,14 @@ class XCovPenalty(keras.layers.Layer):
     ``H*W*C`` features and is refused above
     ``penalties.MAX_COVARIANCE_FEATURES``.
 
-    Several devices: Keras multiplies every added loss by ``1/R`` under a
-    ``tf.distribute`` strategy of ``R`` replicas. ``synchronized=True``
-    computes ``C`` on the global batch (the counts, sums and cross terms
-    ``Yc^T Hc`` all-reduced) on every replica, so the step equals the
-    one-device step; ``False`` optimises the mean over the replicas of the
-    value on each slice (an empty slice counts as 0).
+    Several devices (``tf.distribute``, ``torch.distributed``; JAX's
+    ``keras.distribution`` computes on the global batch either way):
+    ``synchronized=True`` computes ``C`` on the global batch (the counts,
+    sums and cross terms ``Yc^T Hc`` all-reduced) on every replica, so one
+    step equals the one-device step; ``False`` optimises the mean over the
+    replicas of the value on each slice (an empty slice counts as 0). A
+    synchronized layer owns an empty ``(0,)`` weight that carries its loss
+    (``keras_disentangle.layers.PenaltyLayer``).
 
     Saving: registered with Keras, so a model holding it saves to
     ``.keras`` and loads back with ``keras.saving.load_model`` after
@@ -65,15 +67,8 @@ class XCovPenalty(keras.layers.Layer):
         synchronized: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.weight = check_non_negative("weight", weight)
+        super().__init__(weight, synchronized, **kwargs)
         self.features = check_choice("features", features, penalties.FEATURES)
-        if not isinstance(synchronized, bool):
-            raise ValueError(
-                "Invalid value for argument synchronized: expected True or False. "
-                f"Received: synchronized={synchronized!r}"
-            )
-        self.synchronized = synchronized
 
     @staticmethod
     def _check_shapes(shapes):
@@ -88,9 +83,18 @@ class XCovPenalty(keras.layers.Layer):
                 "of tensors with samples on the first axis. "
                 f"Received inputs of shape {shapes}"
             )
+        prediction, latent = shapes[0][0], shapes[1][0]
+        if prediction is not None and latent is not None and prediction != latent:
+            raise ValueError(
+                "Invalid shapes for arguments prediction and latent of "
+                "XCovPenalty: expected the same number of samples on the first "
+                f"axis. Received: prediction.shape={tuple(shapes[0])}, "
+                f"latent.shape={tuple(shapes[1])}"
+            )
 
     def build(self, input_shape: Any) -> None:
         self._check_shapes(input_shape)
+        super().build(input_shape)
 
     def call(self, inputs: Any) -> Any:
         if isinstance(inputs, (list, tuple)):
@@ -98,15 +102,13 @@ class XCovPenalty(keras.layers.Layer):
         else:
             self._check_shapes(tuple(inputs.shape))
         prediction, latent = inputs
-        if self.synchronized:  # collectives switch replica threads in call
-            isolate_replica_losses(self)
         value = penalties.xcov(
             prediction,
             latent,
             features=self.features,
-            synchronized=self.synchronized,
+            collectives=self.collectives(),
         )
-        self.add_loss(self.weight * value)
+        self.add_penalty(value)
         return prediction
 
     def compute_output_shape(self, input_shape):
@@ -114,12 +116,4 @@ class XCovPenalty(keras.layers.Layer):
         return input_shape[0]
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "weight": self.weight,
-                "features": self.features,
-                "synchronized": self.synchronized,
-            }
-        )
-        return config
+        return {**super().get_config(), "features": self.features}

@@ -17,6 +17,7 @@ from keras_disentangle._backend import (
 )
 from keras_disentangle._ops import as_float
 from keras_disentangle._validation import (
+    check_bool,
     check_choice,
     check_non_negative,
     check_positive,
@@ -265,12 +266,7 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         self.local_negatives = check_choice(
             "local_negatives", local_negatives, estimators.NCE_NEGATIVES
         )
-        if not isinstance(synchronized, bool):
-            raise ValueError(
-                "Invalid value for argument synchronized: expected True or "
-                f"False. Received: synchronized={synchronized!r}"
-            )
-        self.synchronized = synchronized
+        self.synchronized = check_bool("synchronized", synchronized)
         self.seed = check_seed("seed", seed)
         self.local_layer = local_layer
         self.encoder = encoder
@@ -382,7 +378,9 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
                 gather=gather,
                 negatives=self.local_negatives,
             )
-            if not self.synchronized:
+            if self.synchronized:  # this replica's share of the global value
+                value = _distribute.share_for_gradients(value)
+            else:
                 value = _distribute.scale_for_replicas(value)
             estimates.append(value)
         zero = ops.zeros((), dtype="float32")
@@ -426,7 +424,8 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         total = ops.sum(values)
         count = ops.cast(ops.shape(values)[0], total.dtype)
         if self.synchronized:
-            return total / ops.maximum(_distribute.replica_sum(count), 1.0)
+            share = total / ops.maximum(_distribute.replica_sum(count), 1.0)
+            return _distribute.share_for_gradients(share)
         return _distribute.scale_for_replicas(total / ops.maximum(count, 1.0))
 
     def compute_loss(

@@ -13,6 +13,7 @@ from keras_disentangle import information
 from keras_disentangle._backend import value_and_gradient
 from keras_disentangle._distribute import replica_sum, scale_for_replicas
 from keras_disentangle._validation import (
+    check_bool,
     check_choice,
     check_non_negative,
     check_positive,
@@ -388,11 +389,7 @@ class IMSAT(keras.Model):
         epsilon = _check_optional_positive("epsilon", epsilon)
         eps_scale = check_positive("eps_scale", eps_scale)
         n_neighbors = check_positive_int("n_neighbors", n_neighbors)
-        if not isinstance(synchronized, (bool, np.bool_)):
-            raise ValueError(
-                "Invalid value for argument synchronized: expected True or "
-                f"False. Received: synchronized={synchronized!r}"
-            )
+        synchronized = check_bool("synchronized", synchronized)
         seed = check_seed("seed", seed)
         super().__init__(**kwargs)
         self.encoder = encoder
