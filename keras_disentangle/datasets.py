@@ -896,9 +896,7 @@ def _draw_shapes2d(
     dx = px[None, :, :] - xs[:, None, None]  # (n_x, H, W)
     dy = py[None, :, :] - ys[:, None, None]  # (n_y, H, W)
     cos, sin = np.cos(angles), np.sin(angles)
-    out = np.empty(
-        (3, n_scale, n_orientation, n_x, n_y, size, size), dtype=np.uint8
-    )
+    out = np.empty((3, n_scale, n_orientation, n_x, n_y, size, size), dtype=np.uint8)
     for o in range(n_orientation):  # a loop over orientations, not pixels
         # Rotated coordinates for every (x, y) position: (n_x, n_y, H, W).
         u = cos[o] * dx[:, None] + sin[o] * dy[None, :]
