@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -65,8 +66,20 @@ FIELD = [
 ]
 PAPER = ["mapc", "cvr", "ud90"]
 METRICS = FIELD + PAPER + ["mse"]
-DATA = {"size": 32, "n_scale": 3, "n_orientation": 6, "n_x": 6, "n_y": 6}
-QUICK_DATA = {"size": 16, "n_scale": 2, "n_orientation": 2, "n_x": 4, "n_y": 4}
+DATA: dict[str, Any] = {
+    "size": 32,
+    "n_scale": 3,
+    "n_orientation": 6,
+    "n_x": 6,
+    "n_y": 6,
+}
+QUICK_DATA: dict[str, Any] = {
+    "size": 16,
+    "n_scale": 2,
+    "n_orientation": 2,
+    "n_x": 4,
+    "n_y": 4,
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -288,7 +301,8 @@ def main(args: argparse.Namespace) -> int:
     out = _common.output_dir(args, NAME)
     bar = _common.RunProgress(len(runs) * len(seeds) * epochs, NAME, enabled=not quiet)
     start = time.perf_counter()
-    rows, best = [], None
+    rows: list[dict[str, Any]] = []
+    best: tuple[dict[str, Any], Any, np.ndarray] | None = None
     for seed in seeds:
         for penalty, weight in runs:
             _common.set_seed(seed)
@@ -337,13 +351,15 @@ def main(args: argparse.Namespace) -> int:
     _common.write_csv(summary, out / "summary.csv")
     _common.write_csv(corr, out / "correlations.csv")
     plot_scores(summary, out / "scores_vs_lambda.png")
-    plot_traversals(  # best is set: runs and seeds are never empty
-        best[1],  # type: ignore[index]
-        best[2],  # type: ignore[index]
-        out / "traversals.png",
-        f"{best[0]['penalty']} λ={best[0]['lambda']:g} seed {best[0]['seed']}: "
-        f"MIG {best[0]['mig']:.3f}",
-    )
+    if best is not None:  # runs and seeds are never empty
+        row, model, h = best
+        plot_traversals(
+            model,
+            h,
+            out / "traversals.png",
+            f"{row['penalty']} λ={row['lambda']:g} seed {row['seed']}: "
+            f"MIG {row['mig']:.3f}",
+        )
     _common.progress(
         f"{len(rows)} models in {time.perf_counter() - start:.0f}s; files in {out}",
         quiet,
