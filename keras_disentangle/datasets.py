@@ -926,7 +926,8 @@ def shapes2d(
     the ellipse (2-fold) look the same at some orientations.
 
     The images are drawn once and kept in memory and, with ``cache=True``,
-    in a ``.npz`` file in ``strokes_cache_dir()``.
+    in a checked ``.npz`` file in the package's cache folder
+    (``_cache.cached_arrays``; ``$KERAS_DISENTANGLE_CACHE`` when set).
 
     Args:
         size: image height and width in pixels, >= 8.
@@ -965,30 +966,19 @@ def shapes2d(
             ("n_y", n_y),
         )
     )
-    key = f"shapes2d-v{_SHAPES2D_VERSION}-{size}-" + "x".join(map(str, grid))
+    key = f"shapes2d-{size}-" + "x".join(map(str, grid))
     if cache and key in _SHAPES2D_MEMORY:
         return _SHAPES2D_MEMORY[key]
-    images = None
-    path = strokes_cache_dir() / f"{key}.npz"
-    if cache and path.is_file():
-        try:
-            with np.load(path) as stored:
-                images = stored["images"]
-        except (OSError, ValueError, KeyError):  # a damaged file: redraw it
-            images = None
-    if images is None:
+    if cache:
+        from keras_disentangle._cache import cache_dir, cached_arrays
+
+        images = cached_arrays(
+            cache_dir() / f"{key}.npz",
+            lambda: {"images": _draw_shapes2d(size, *grid)},
+            version=_SHAPES2D_VERSION,
+        )["images"]
+    else:
         images = _draw_shapes2d(size, *grid)
-        if cache:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                handle, temporary = tempfile.mkstemp(
-                    prefix=".shapes2d-", suffix=".npz", dir=path.parent
-                )
-                with os.fdopen(handle, "wb") as stream:
-                    np.savez_compressed(stream, images=images)
-                os.replace(temporary, path)
-            except OSError:  # a read-only home: the memory cache still holds it
-                pass
     data = Shapes2D(images.astype(np.float32), (3,) + grid)
     if cache:
         _SHAPES2D_MEMORY[key] = data
