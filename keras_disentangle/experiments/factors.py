@@ -27,7 +27,7 @@ to its 95th percentile around one image).
 Default run: 9 settings x 3 seeds, 8 epochs each (about 15-20
 minutes on two shared CPU cores; the models are far from converged, so the
 table compares penalties after a short training). ``--quick``: a 16x16
-grid of 192 images, none and L_Sigma, one seed, one epoch.
+grid of 48 images, none and L_Sigma, one seed, one epoch.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ QUICK_DATA: dict[str, Any] = {
     "size": 16,
     "n_scale": 2,
     "n_orientation": 2,
-    "n_x": 4,
-    "n_y": 4,
+    "n_x": 2,
+    "n_y": 2,
 }
 
 
@@ -277,15 +277,20 @@ def plot_traversals(model, h, path, title: str, steps: int = 7) -> None:
         codes[i, :, i] = np.linspace(lo[i], hi[i], steps)
     images = decoder.predict(codes.reshape(-1, d), verbose=0)
     images = np.asarray(images).reshape(d, steps, *images.shape[1:3])
-    fig = _common.new_figure(figsize=(steps * 0.9, d * 0.9))
-    axes = fig.subplots(d, steps, squeeze=False)
+    # One mosaic (rows: code units, columns: steps), one pixel of grey between.
+    height, width = images.shape[2:]
+    mosaic = np.full((d * (height + 1), steps * (width + 1)), 0.5)
     for i in range(d):
         for j in range(steps):
-            axes[i, j].imshow(images[i, j], cmap="gray", vmin=0, vmax=1)
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        axes[i, 0].set_ylabel(f"z{i}", fontsize=7)
-    fig.suptitle(title, fontsize=8)
+            top, left = i * (height + 1), j * (width + 1)
+            mosaic[top : top + height, left : left + width] = images[i, j]
+    fig = _common.new_figure(figsize=(steps * 0.9, d * 0.9))
+    ax = fig.add_subplot()
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([(height + 1) * i + height / 2 for i in range(d)])
+    ax.set_yticklabels([f"z{i}" for i in range(d)], fontsize=7)
+    ax.set_title(title, fontsize=8)
     _common.save_figure(fig, path)
 
 
