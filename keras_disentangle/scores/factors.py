@@ -465,7 +465,9 @@ def modularity_explicitness(
     a code with no information (``theta_i = 0``) counting 0. Explicitness:
     the codes standardised with the training mean and standard deviation (a
     constant column is left at 0), one ``LogisticRegression()``
-    (scikit-learn's current defaults) per factor, and the macro ROC-AUC of
+    (scikit-learn's current defaults: lbfgs, 100 iterations, which may warn
+    that it did not converge on factors with many values, as the reference
+    does) per factor, and the macro ROC-AUC of
     its one-vs-rest probabilities on the training and the test codes,
     averaged over factors.
 
