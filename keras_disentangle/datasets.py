@@ -794,3 +794,192 @@ def sample_image_patches(
 
 # Appended here (not in the list above) to keep this loader self-contained.
 __all__ += ["sample_image_patches"]
+
+
+# ---------------------------------------------------------------- shapes2d
+# Appended here (not in the list above) to keep this loader self-contained.
+__all__ += ["Shapes2D", "shapes2d", "SHAPES2D_FACTORS"]
+
+#: The factors of ``shapes2d``, in the order of its ``factors`` columns.
+SHAPES2D_FACTORS = ("shape", "scale", "orientation", "x", "y")
+_SHAPES2D_VERSION = "1"
+_SHAPES2D_MEMORY: dict = {}
+
+
+class Shapes2D:
+    """A ``shapes2d`` set: every combination of factors drawn once.
+
+    Attributes:
+        images: ``(N, size, size, 1)`` float32 in ``{0, 1}``, one image per
+            combination of factors, in C order of ``factor_sizes`` (image
+            ``i`` has the factors ``np.unravel_index(i, factor_sizes)``).
+        factors: ``(N, 5)`` int64, the factors of each image (shape, scale,
+            orientation, x, y).
+        factor_sizes: the number of values of each factor.
+        factor_names: ``SHAPES2D_FACTORS``.
+    """
+
+    factor_names = SHAPES2D_FACTORS
+
+    def __init__(self, images: np.ndarray, factor_sizes: tuple) -> None:
+        self.images = images
+        self.factor_sizes = tuple(int(s) for s in factor_sizes)
+        grid = np.indices(self.factor_sizes).reshape(len(self.factor_sizes), -1)
+        self.factors = grid.T.astype(np.int64)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def index_of(self, factors) -> np.ndarray:
+        """The rows of ``images`` that show ``factors`` ``(n, 5)``."""
+        return np.ravel_multi_index(np.asarray(factors).T, self.factor_sizes)
+
+    def sample(
+        self, n: int, seed: int, fixed_factor: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` images with factors drawn uniformly and independently.
+
+        With ``fixed_factor=k``, factor ``k`` takes one value (drawn
+        uniformly) for all ``n`` samples and the others vary: the draws of
+        the BetaVAE and FactorVAE scores (``scores.beta_vae_score``,
+        ``scores.factor_vae_score``). The same ``(n, seed, fixed_factor)``
+        gives the same samples.
+
+        Returns:
+            ``(images (n, size, size, 1), factors (n, 5))``.
+        """
+        from keras_disentangle._validation import check_positive_int, check_seed
+
+        n = check_positive_int("n", n)
+        rng = np.random.default_rng(check_seed("seed", seed))
+        factors = rng.integers(self.factor_sizes, size=(n, len(self.factor_sizes)))
+        if fixed_factor is not None:
+            if (
+                isinstance(fixed_factor, bool)
+                or not isinstance(fixed_factor, (int, np.integer))
+                or not 0 <= fixed_factor < len(self.factor_sizes)
+            ):
+                raise ValueError(
+                    "Invalid value for argument fixed_factor: expected None or "
+                    f"an integer in [0, {len(self.factor_sizes)}). Received: "
+                    f"fixed_factor={fixed_factor!r}"
+                )
+            factors[:, fixed_factor] = factors[0, fixed_factor]
+        return self.images[self.index_of(factors)], factors.astype(np.int64)
+
+
+def _shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside of a square (0), an ellipse (1) or a heart (2) of radius 1."""
+    if shape == 0:
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.8
+    if shape == 1:
+        return u**2 + (v / 0.5) ** 2 <= 1.0
+    x, y = 1.1 * u, -1.1 * v + 0.15  # the heart curve, point down, centred
+    return (x**2 + y**2 - 1.0) ** 3 - x**2 * y**3 <= 0.0
+
+
+def _draw_shapes2d(
+    size: int, n_scale: int, n_orientation: int, n_x: int, n_y: int
+) -> np.ndarray:
+    """Every combination, C order (shape, scale, orientation, x, y): uint8."""
+    pixel = (np.arange(size) + 0.5) / size
+    py, px = np.meshgrid(pixel, pixel, indexing="ij")  # row = y, column = x
+    scales = np.linspace(0.5, 1.0, n_scale) * 0.17
+    angles = np.linspace(0.0, 2 * np.pi, n_orientation, endpoint=False)
+    xs = np.linspace(0.25, 0.75, n_x)
+    ys = np.linspace(0.25, 0.75, n_y)
+    dx = px[None, :, :] - xs[:, None, None]  # (n_x, H, W)
+    dy = py[None, :, :] - ys[:, None, None]  # (n_y, H, W)
+    cos, sin = np.cos(angles), np.sin(angles)
+    out = np.empty((3, n_scale, n_orientation, n_x, n_y, size, size), dtype=np.uint8)
+    for o in range(n_orientation):  # a loop over orientations, not pixels
+        # Rotated coordinates for every (x, y) position: (n_x, n_y, H, W).
+        u = cos[o] * dx[:, None] + sin[o] * dy[None, :]
+        v = -sin[o] * dx[:, None] + cos[o] * dy[None, :]
+        for s, r in enumerate(scales):
+            for shape in range(3):
+                out[shape, s, o] = _shape_mask(shape, u / r, v / r)
+    return out.reshape(-1, size, size, 1)
+
+
+def shapes2d(
+    *,
+    size: int = 32,
+    n_scale: int = 4,
+    n_orientation: int = 8,
+    n_x: int = 8,
+    n_y: int = 8,
+    cache: bool = True,
+) -> Shapes2D:
+    """A procedural, offline dSprites-like set with its ground-truth factors.
+
+    White sprites on black, drawn with NumPy (no download): a square, an
+    ellipse or a heart (``shape``, 3 values), ``n_scale`` sizes (half-width
+    0.085-0.17 of the image), ``n_orientation`` angles in ``[0, 2 pi)``, and
+    ``n_x`` x ``n_y`` positions of the centre in ``[0.25, 0.75]`` of the
+    image; one binary image (a pixel is on when its centre is inside the
+    sprite) for every combination. dSprites (Matthey et al. 2017) has 3 x 6
+    x 40 x 32 x 32 at 64x64; the default here is 3 x 4 x 8 x 8 x 8 = 6,144
+    images of 32x32, small enough to train on two CPU cores
+    (``shapes2d(size=64, n_scale=6, n_orientation=40, n_x=32, n_y=32)`` gives
+    dSprites' grid, 737,280 images). As in dSprites, the square (4-fold) and
+    the ellipse (2-fold) look the same at some orientations.
+
+    The images are drawn once and kept in memory and, with ``cache=True``,
+    in a checked ``.npz`` file in the package's cache folder
+    (``_cache.cached_arrays``; ``$KERAS_DISENTANGLE_CACHE`` when set).
+
+    Args:
+        size: image height and width in pixels, >= 8.
+        n_scale: number of scales, >= 1 (each factor >= 1 value).
+        n_orientation: number of orientations.
+        n_x: number of horizontal positions.
+        n_y: number of vertical positions.
+        cache: keep the images in memory and on disk.
+
+    Returns:
+        A ``Shapes2D`` with ``images``, ``factors``, ``factor_sizes`` and
+        ``sample(n, seed, fixed_factor=None)``.
+
+    Example:
+
+        >>> data = shapes2d(size=16, n_scale=2, n_orientation=4, n_x=3, n_y=3)
+        >>> data.images.shape, data.factors.shape, data.factor_sizes
+        ((216, 16, 16, 1), (216, 5), (3, 2, 4, 3, 3))
+        >>> images, factors = data.sample(4, seed=0, fixed_factor=0)
+        >>> len(set(factors[:, 0].tolist()))
+        1
+
+    References:
+        Matthey, Higgins, Hassabis & Lerchner, "dSprites: Disentanglement
+        testing Sprites dataset", 2017.
+    """
+    from keras_disentangle._validation import check_positive_int
+
+    size = check_positive_int("size", size, minimum=8)
+    grid = tuple(
+        check_positive_int(name, value)
+        for name, value in (
+            ("n_scale", n_scale),
+            ("n_orientation", n_orientation),
+            ("n_x", n_x),
+            ("n_y", n_y),
+        )
+    )
+    key = f"shapes2d-{size}-" + "x".join(map(str, grid))
+    if cache and key in _SHAPES2D_MEMORY:
+        return _SHAPES2D_MEMORY[key]
+    if cache:
+        from keras_disentangle._cache import cache_dir, cached_arrays
+
+        images = cached_arrays(
+            cache_dir() / f"{key}.npz",
+            lambda: {"images": _draw_shapes2d(size, *grid)},
+            version=_SHAPES2D_VERSION,
+        )["images"]
+    else:
+        images = _draw_shapes2d(size, *grid)
+    data = Shapes2D(images.astype(np.float32), (3,) + grid)
+    if cache:
+        _SHAPES2D_MEMORY[key] = data
+    return data

@@ -472,3 +472,114 @@ def test_bad_labels_raise_at_construction_naming_data(labels, message):
     x, y = _data()
     with pytest.raises(ValueError, match=f"argument data.*{message}|{message}"):
         ClusteringScores((x, labels(y)))
+
+
+# ----------------------------------------------- ground-truth factor scores
+
+
+def _factor_data(n=96, seed=0):
+    """Inputs that hold two factors in separate features, and the factors."""
+    rng = np.random.default_rng(seed)
+    f = np.stack([rng.integers(0, 3, n), rng.integers(0, 4, n)], axis=1)
+    x = np.hstack([f, rng.normal(size=(n, 4))]).astype("float32")
+    return x, f
+
+
+def test_factor_scores_reach_logs_and_equal_the_score_functions():
+    from keras_disentangle import scores as S
+
+    x, f = _factor_data()
+    model = _model()
+    callback = DisentanglementScores(
+        x, layer="hidden", factors=f, factor_scores=["mig", "sap", "modularity"]
+    )
+    history = _fit(model, x, [callback], epochs=1)
+    keys = ["val_mig", "val_sap", "val_modularity", "val_explicitness"]
+    assert all(len(history.history[k]) == 1 for k in keys)
+    assert "val_dci_disentanglement" not in history.history
+    h, _ = callback.embed(model)
+    assert history.history["val_mig"][0] == pytest.approx(S.mig(h, f))
+    order = np.random.default_rng(0).permutation(len(x))
+    test, train = order[:48], order[48:]
+    split = (h[train], f[train], h[test], f[test])
+    assert history.history["val_sap"][0] == pytest.approx(S.sap(*split))
+    expected = S.modularity_explicitness(*split)
+    assert history.history["val_explicitness"][0] == pytest.approx(
+        expected["explicitness_test"]
+    )
+
+
+def test_factor_scores_dci_keys_and_identity_beats_noise():
+    x, f = _factor_data()
+    identity = keras.Sequential([keras.Input((6,)), keras.layers.Identity()])
+    noise = np.random.default_rng(1).normal(size=x.shape).astype("float32")
+    callback = DisentanglementScores(x, factors=f, factor_scores=["dci", "mig"])
+    good = callback.evaluate(identity)
+    bad = DisentanglementScores(noise, factors=f, factor_scores=["dci", "mig"])
+    bad = bad.evaluate(identity)
+    assert set(good) >= {
+        "dci_disentanglement",
+        "dci_completeness",
+        "dci_informativeness",
+    }
+    assert good["mig"] > 0.6 > 0.2 > bad["mig"]
+    assert good["dci_disentanglement"] > bad["dci_disentanglement"] + 0.3
+
+
+def test_factor_arguments_are_checked():
+    x, f = _factor_data()
+    with pytest.raises(ValueError, match="argument factors: expected one row"):
+        DisentanglementScores(x, factors=f[:-1])
+    with pytest.raises(ValueError, match="argument factors: expected whole"):
+        DisentanglementScores(x, factors=f + 0.5)
+    with pytest.raises(ValueError, match="argument factor_scores"):
+        DisentanglementScores(x, factors=f, factor_scores=["beta"])
+    with pytest.raises(ValueError, match="argument test_fraction"):
+        DisentanglementScores(x, factors=f, test_fraction=1.0)
+
+
+# ---------------------------------------- checks before the first epoch
+
+
+class _EpochCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs += 1
+
+
+def test_n_clusters_above_the_sample_count_raises_at_construction():
+    x, labels = _data(n=20)
+    with pytest.raises(ValueError, match="argument n_clusters: expected at most"):
+        ClusteringScores((x, labels), n_clusters=21)
+
+
+@pytest.mark.backends("tensorflow", reason="tf.data input")
+def test_dataset_checks_fail_before_the_first_epoch():
+    import tensorflow as tf
+
+    x, labels = _data(n=20)
+    unlabelled = tf.data.Dataset.from_tensor_slices(x).batch(8)
+    with pytest.raises(ValueError, match="argument data: expected a tf.data"):
+        ClusteringScores(unlabelled)
+    counter = _EpochCounter()
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(8)
+    too_many = ClusteringScores(dataset, n_clusters=21)
+    with pytest.raises(ValueError, match="argument n_clusters: expected at most"):
+        _fit(_model(), x, [too_many, counter])
+    assert counter.epochs == 0
+
+
+@pytest.mark.backends("tensorflow", reason="counts tf.function traces")
+def test_embedding_function_is_traced_once_per_training():
+    x, labels = _data(n=150)  # not a multiple of the batch size
+    callbacks = [
+        ClusteringScores((x, labels), layer="hidden", batch_size=64),
+        DisentanglementScores(x, layer="hidden", batch_size=64, prefix="d_"),
+    ]
+    _fit(_model(), x, callbacks, epochs=3)
+    for callback in callbacks:
+        function = callback._embedder.predict_function
+        assert function.experimental_get_tracing_count() == 1

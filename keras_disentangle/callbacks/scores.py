@@ -43,16 +43,30 @@ from keras_disentangle._validation import (
 from keras_disentangle.scores import (
     cluster_scores,
     cvr,
+    dci,
     mapc,
+    mig,
+    modularity_explicitness,
+    sap,
     utilized_dimensions,
 )
+from keras_disentangle.scores._inputs import _factors
+
+#: The ground-truth scores of ``DisentanglementScores(factors=...)`` and the
+#: keys each writes (without the prefix).
+FACTOR_SCORES = {
+    "mig": ("mig",),
+    "sap": ("sap",),
+    "dci": ("dci_disentanglement", "dci_completeness", "dci_informativeness"),
+    "modularity": ("modularity", "explicitness"),
+}
 
 __all__ = ["ClusteringScores", "DisentanglementScores"]
 
 # Attributes a deep copy shares with the original (data, layer objects) or
 # resets (the model and the cached sub-model): keras-tuner deep-copies the
 # callbacks of every trial and then hands each copy a freshly built model.
-_SHARED = ("_data", "_x", "_labels", "layer")
+_SHARED = ("_data", "_x", "_labels", "layer", "factors")
 _RESET = ("_model", "_embedder", "_embedder_source")
 
 # KMeans restarts of ClusteringScores (cluster_scores itself uses 10): see the
@@ -72,6 +86,14 @@ def _to_numpy(output: Any, name: str) -> np.ndarray:
             "embedding to score."
         )
     return np.asarray(keras.ops.convert_to_numpy(output))
+
+
+def _length(x: Any) -> int | None:
+    """The number of samples of an array (or nest of arrays), if known."""
+    leaves = keras.tree.flatten(x)
+    if leaves and all(hasattr(v, "shape") and len(v.shape) for v in leaves):
+        return int(leaves[0].shape[0])
+    return None
 
 
 def _concatenate(parts: list) -> Any:
@@ -122,6 +144,15 @@ class _ScoresCallback(keras.callbacks.Callback):
 
     def _check_data(self, data: Any) -> tuple[Any, np.ndarray | None]:
         if _is_dataset(data):
+            spec = data.element_spec
+            if self._needs_labels and not (
+                isinstance(spec, (tuple, list)) and len(spec) >= 2
+            ):
+                raise ValueError(
+                    "Invalid value for argument data: expected a "
+                    "tf.data.Dataset of (x, y) batches, with labels. Received: "
+                    f"a dataset whose elements are {type(spec).__name__}"
+                )
             return None, None
         if isinstance(data, tuple) and len(data) == 2:
             x, labels = data
@@ -215,10 +246,30 @@ class _ScoresCallback(keras.callbacks.Callback):
             x, labels = self._x, self._labels
         else:
             x, labels = self._read_dataset()
-        out = embedder.predict(x, batch_size=self.batch_size, verbose=0)
-        embeddings = _to_numpy(out, embedder.name)
-        embeddings = embeddings.reshape(embeddings.shape[0], -1)
-        return embeddings, labels
+        embeddings = self._predict(embedder, x)
+        return embeddings.reshape(embeddings.shape[0], -1), labels
+
+    def _predict(self, embedder: keras.Model, x: Any) -> np.ndarray:
+        """``embedder.predict(x)`` in batches of one shape.
+
+        The last batch is padded (with copies of the last sample) to the
+        batch size and the padding's outputs dropped, so that ``predict``
+        sees a single input shape and traces (TensorFlow) or compiles (JAX)
+        its function once per training, not once more for the remainder.
+        """
+        leaves = keras.tree.flatten(x)
+        n = len(leaves[0]) if leaves and hasattr(leaves[0], "__len__") else None
+        if n is None or not all(isinstance(v, np.ndarray) for v in leaves):
+            out = embedder.predict(x, batch_size=self.batch_size, verbose=0)
+            return _to_numpy(out, embedder.name)
+        batch = min(self.batch_size, n)
+        pad = -n % batch
+        if pad:
+            x = keras.tree.map_structure(
+                lambda v: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]), x
+            )
+        out = embedder.predict(x, batch_size=batch, verbose=0)
+        return _to_numpy(out, embedder.name)[:n]
 
     def _read_dataset(self) -> tuple[Any, np.ndarray | None]:
         """One pass over the dataset: the inputs and labels, in one order."""
@@ -410,6 +461,8 @@ class ClusteringScores(_ScoresCallback):
         )
         if n_clusters is not None:
             n_clusters = check_positive_int("n_clusters", n_clusters)
+            if self._labels is not None:
+                self._check_n_clusters(n_clusters, self._labels.shape[0])
         self.n_clusters = n_clusters
         self.seed = check_seed("seed", seed)
         if kmeans_kwargs is not None and not isinstance(kmeans_kwargs, dict):
@@ -426,6 +479,28 @@ class ClusteringScores(_ScoresCallback):
         if threads is not None:
             threads = check_positive_int("threads", threads)
         self.threads = threads
+
+    @staticmethod
+    def _check_n_clusters(n_clusters: int, n_samples: int) -> None:
+        if n_clusters > n_samples:
+            raise ValueError(
+                "Invalid value for argument n_clusters: expected at most the "
+                f"number of samples of data ({n_samples}). Received: "
+                f"n_clusters={n_clusters}"
+            )
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Checks ``layer`` and, for a dataset, its labels and ``n_clusters``.
+
+        A ``tf.data.Dataset`` is read once here, so that a dataset without
+        labels or with fewer samples than ``n_clusters`` fails before the
+        first epoch rather than after it.
+        """
+        super().on_train_begin(logs)
+        if self._x is None and _is_dataset(self._data):
+            _, labels = self._read_dataset()
+            if self.n_clusters is not None and labels is not None:
+                self._check_n_clusters(self.n_clusters, labels.shape[0])
 
     def score_names(self) -> list[str]:
         return [f"cluster_{k}" for k in ("ami", "nmi", "ari", "acc")]
@@ -459,7 +534,19 @@ class DisentanglementScores(_ScoresCallback):
     dimensions, ``utilized_dimensions``; the key follows
     ``fraction``, e.g. ``ud95`` for 0.95). Lower MAPC and CVR are more
     disentangled. No Keras loss or metric has these names; a key already in
-    ``logs`` raises a ``ValueError`` naming it all the same. The ordering,
+    ``logs`` raises a ``ValueError`` naming it all the same.
+
+    Given the ground-truth ``factors`` that generated the samples (e.g.
+    ``datasets.shapes2d().factors``), it also writes the field's scores
+    (``keras_disentangle.scores.factors``, after disentanglement_lib):
+    ``{prefix}mig``, ``{prefix}sap``, ``{prefix}dci_disentanglement``,
+    ``{prefix}dci_completeness``, ``{prefix}dci_informativeness`` (test
+    accuracy), ``{prefix}modularity`` and ``{prefix}explicitness`` (test
+    ROC-AUC); higher is more disentangled for all of them. SAP, DCI and
+    explicitness fit classifiers on a ``1 - test_fraction`` share of the
+    samples and score the rest. Like the other keys, they can be the
+    objective of keras-tuner (``keras_tuner.Objective("val_mig",
+    "max")``) or EarlyStopping. The ordering,
     ``every``, ``layer`` check and deep-copy notes of ``ClusteringScores``
     hold here too.
 
@@ -475,6 +562,17 @@ class DisentanglementScores(_ScoresCallback):
         min_variance_fraction: passed to ``mapc``: units holding less
             than this share of the total variance are left out of MAPC.
         fraction: the share of variance of ``utilized_dimensions``.
+        factors: the integer ground-truth factors ``(N, F)`` of the samples
+            of ``data``, in their order (a dataset is read in its order, so
+            do not shuffle it), or None.
+        factor_scores: which ground-truth scores to compute when
+            ``factors`` is given, from ``"mig"``, ``"sap"``, ``"dci"``
+            (boosted trees, the slowest) and ``"modularity"``.
+        test_fraction: the share of the samples (drawn with ``seed``) on
+            which SAP, DCI and explicitness are measured, the classifiers
+            being fitted on the rest.
+        seed: seed of that split and of DCI's trees, an integer >= 0.
+        n_bins: histogram bins of MIG and modularity.
 
     Example:
 
@@ -503,6 +601,16 @@ class DisentanglementScores(_ScoresCallback):
         batch_size: int = 256,
         min_variance_fraction: float = 0.0,
         fraction: float = 0.9,
+        factors: Any = None,
+        factor_scores: tuple[str, ...] | list[str] = (
+            "mig",
+            "sap",
+            "dci",
+            "modularity",
+        ),
+        test_fraction: float = 0.5,
+        seed: int = 0,
+        n_bins: int = 20,
     ) -> None:
         super().__init__(
             data,
@@ -516,16 +624,79 @@ class DisentanglementScores(_ScoresCallback):
             "min_variance_fraction", min_variance_fraction, inclusive_zero=True
         )
         self.fraction = check_fraction("fraction", fraction)
+        if factors is not None:
+            factors = _factors("factors", factors)
+            n = None if self._x is None else _length(self._x)
+            if n is not None and n != factors.shape[0]:
+                raise ValueError(
+                    "Invalid value for argument factors: expected one row per "
+                    f"sample of data ({n}). Received: factors.shape="
+                    f"{factors.shape}"
+                )
+        self.factors = factors
+        if isinstance(factor_scores, str) or not all(
+            name in FACTOR_SCORES for name in factor_scores
+        ):
+            raise ValueError(
+                "Invalid value for argument factor_scores: expected a list of "
+                f"names from {list(FACTOR_SCORES)}. Received: "
+                f"factor_scores={factor_scores!r}"
+            )
+        self.factor_scores = tuple(factor_scores)
+        self.test_fraction = check_fraction("test_fraction", test_fraction)
+        if self.test_fraction >= 1:
+            raise ValueError(
+                "Invalid value for argument test_fraction: expected a number "
+                f"in (0, 1). Received: test_fraction={test_fraction!r}"
+            )
+        self.seed = check_seed("seed", seed)
+        self.n_bins = check_positive_int("n_bins", n_bins)
 
     def score_names(self) -> list[str]:
-        return ["mapc", "cvr", f"ud{round(self.fraction * 100):d}"]
+        names = ["mapc", "cvr", f"ud{round(self.fraction * 100):d}"]
+        if self.factors is not None:
+            for name in self.factor_scores:
+                names += FACTOR_SCORES[name]
+        return names
 
     def compute_scores(
         self, embeddings: np.ndarray, labels: np.ndarray | None
     ) -> dict[str, float]:
         ud_key = self.score_names()[2]
-        return {
+        out = {
             "mapc": mapc(embeddings, min_variance_fraction=self.min_variance_fraction),
             "cvr": cvr(embeddings),
             ud_key: float(utilized_dimensions(embeddings, self.fraction)),
         }
+        if self.factors is not None:
+            out.update(self.factor_scores_of(embeddings))
+        return out
+
+    def factor_scores_of(self, embeddings: np.ndarray) -> dict[str, float]:
+        """The ground-truth scores of ``embeddings`` against ``factors``."""
+        f = self.factors
+        if embeddings.shape[0] != f.shape[0]:
+            raise ValueError(
+                "Invalid value for argument factors: expected one row per "
+                f"sample of data ({embeddings.shape[0]}). Received: "
+                f"factors.shape={f.shape}"
+            )
+        order = np.random.default_rng(self.seed).permutation(f.shape[0])
+        n_test = min(f.shape[0] - 2, max(2, round(self.test_fraction * f.shape[0])))
+        test, train = order[:n_test], order[n_test:]
+        split = (embeddings[train], f[train], embeddings[test], f[test])
+        out: dict[str, float] = {}
+        if "mig" in self.factor_scores:
+            out["mig"] = mig(embeddings, f, n_bins=self.n_bins)
+        if "sap" in self.factor_scores:
+            out["sap"] = sap(*split)
+        if "dci" in self.factor_scores:
+            d = dci(*split, random_state=self.seed)
+            out["dci_disentanglement"] = d["disentanglement"]
+            out["dci_completeness"] = d["completeness"]
+            out["dci_informativeness"] = d["informativeness_test"]
+        if "modularity" in self.factor_scores:
+            m = modularity_explicitness(*split, n_bins=self.n_bins)
+            out["modularity"] = m["modularity"]
+            out["explicitness"] = m["explicitness_test"]
+        return out

@@ -7,4 +7,11 @@ never imports this package; only the command line does.
 
 #: Experiment modules, in the order of ``keras-disentangle --help``; the first
 #: is the default subcommand.
-MODULES = ("forced_to_learn", "covariance", "xor", "cifar10", "conv_autoencoder")
+MODULES = (
+    "forced_to_learn",
+    "covariance",
+    "xor",
+    "cifar10",
+    "conv_autoencoder",
+    "factors",
+)

@@ -14,6 +14,9 @@ the values into ``logs``.
 - ``scores.disentanglement`` (Kågebäck & Mogren): ``mapc``, ``cvr``, ``tdv``,
   ``utilized_dimensions``, ``active_unit_mask`` / ``active_units`` (the
   variance-share rule of ``mapc``).
+- ``scores.factors`` (against known generating factors, after
+  disentanglement_lib): ``mig``, ``sap``, ``dci``,
+  ``modularity_explicitness``, ``beta_vae_score``, ``factor_vae_score``.
 - ``scores.hashing`` (IMSAT's evaluation of binary codes):
   ``hamming_ranking_map``, ``precision_at_k``, ``precision_within_radius``.
 
@@ -38,6 +41,16 @@ from keras_disentangle.scores.disentanglement import (
     tdv,
     utilized_dimensions,
 )
+from keras_disentangle.scores.factors import (
+    beta_vae_score,
+    dci,
+    discrete_mutual_info,
+    factor_vae_score,
+    histogram_discretize,
+    mig,
+    modularity_explicitness,
+    sap,
+)
 from keras_disentangle.scores.hashing import (
     hamming_ranking_map,
     precision_at_k,
@@ -54,6 +67,14 @@ __all__ = [
     "utilized_dimensions",
     "active_unit_mask",
     "active_units",
+    "mig",
+    "sap",
+    "dci",
+    "modularity_explicitness",
+    "beta_vae_score",
+    "factor_vae_score",
+    "histogram_discretize",
+    "discrete_mutual_info",
     "hamming_ranking_map",
     "precision_at_k",
     "precision_within_radius",

@@ -77,3 +77,42 @@ def _codes(name: str, value) -> np.ndarray:
             f"values such as {np.unique(arr)[:5].tolist()}"
         )
     return arr.astype(np.float32)
+
+
+def _factors(name: str, value, min_samples: int = 2) -> np.ndarray:
+    """Integer ground-truth factors ``(N, F)`` as int64 (a vector is ``F=1``).
+
+    Whole-number floats are accepted; NaN, infinity, fractions and other
+    dtypes raise.
+    """
+    arr = np.asarray(value)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(
+            f"Invalid shape for argument {name}: expected integer factors "
+            f"(N, F). Received: {name}.shape={arr.shape}"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Invalid dtype for argument {name}: expected integer factors. "
+            f"Received: {name}.dtype={arr.dtype}"
+        )
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"Invalid value for argument {name}: expected finite integer "
+                "factors, found NaN or infinity."
+            )
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(
+                f"Invalid value for argument {name}: expected whole-number "
+                "factors, found fractions."
+            )
+    if arr.shape[0] < min_samples or arr.shape[1] < 1:
+        raise ValueError(
+            f"Invalid shape for argument {name}: expected at least "
+            f"{min_samples} samples and 1 factor. Received: {name}.shape="
+            f"{arr.shape}"
+        )
+    return arr.astype(np.int64)
