@@ -672,8 +672,10 @@ def sample_projective_pixels(
     limits = []
     for size in (width, height):
         if integer:
-            most = int(corner * size + 1e-9)
-            shift = keras.random.randint((batch_size, 4, 1), -most, most + 1, seed=seed)
+            pixels = int(corner * size + 1e-9)
+            shift = keras.random.randint(
+                (batch_size, 4, 1), -pixels, pixels + 1, seed=seed
+            )
         else:
             most = corner * size
             shift = keras.random.uniform(
