@@ -286,3 +286,25 @@ def test_training_loss_crops_and_flips_before_the_warp():
     aet.seed_generator.state.assign(state)
     plain = float(aet.compute_loss(x, y_pred=aet(x), training=False))
     assert plain != loss
+
+
+@pytest.mark.backend_independent
+def test_docs_table_script_averages_the_csv_rows(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "dim_aet_table", ROOT / "docs" / "_tools" / "dim_aet_table.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    probe = load_example("_linear_probe")
+    rows = [
+        {"seed": s, "trained": t, "untrained": 0.5, "trained_nonlinear": 0.9,
+         "untrained_nonlinear": 0.6, "final_loss": 0.1, "train_seconds": 10.0}
+        for s, t in [(0, 0.8), (1, 0.9)]
+    ]  # fmt: skip
+    path = str(tmp_path / "probes.csv")
+    probe.write_csv(path, rows, model="AET affine", dataset="mnist_5k", epochs=5)
+    lines = module.table(path).splitlines()
+    assert len(lines) == 3
+    assert lines[2] == (
+        "| AET affine | mnist_5k | 5 | 0, 1 | 0.850 | 0.500 | 0.900 | 0.600 | 20 s |"
+    )
