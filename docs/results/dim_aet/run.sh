@@ -6,7 +6,8 @@ set -e
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT=docs/results/dim_aet/probes.csv
 rm -f "$OUT"
-A="--dataset cifar10 --seeds 0 --epochs 3 --n-train 2000 --csv $OUT"
+A="--dataset cifar10 --seeds 0 --epochs 5 --csv $OUT"
 python examples/deep_info_max_mnist.py $A
 python examples/aet_mnist.py $A
+python examples/aet_mnist.py $A --transform projective
 python examples/aet_mnist.py $A --old-defaults
