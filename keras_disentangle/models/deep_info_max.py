@@ -81,6 +81,10 @@ class MI1x1ConvNet(keras.layers.Layer):
     keeps the default Glorot initialisation (the reference keeps PyTorch's
     default there).
 
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle``.
+
     Args:
         units: the output width, an int >= 1.
         **kwargs: passed to ``keras.layers.Layer``.
