@@ -31,7 +31,12 @@ from keras_disentangle.models import AET  # noqa: E402
 
 # The evaluation loop shared with the other self-supervised example.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _linear_probe import mnist_splits, probe_seed, summarise  # noqa: E402
+from _linear_probe import (  # noqa: E402
+    probe_seed,
+    splits_for,
+    summarise,
+    write_csv,
+)
 
 
 def conv_encoder(input_shape=(28, 28, 1), features: int = 64) -> keras.Model:
@@ -51,17 +56,28 @@ def run_seed(
     transform: str = "affine",
     batch_size: int = 64,
     verbose: int = 0,
+    **model_options,
 ) -> dict:
     """Trains one seed; returns trained and untrained probe accuracies."""
     return probe_seed(
         seed,
         splits,
         conv_encoder,
-        lambda encoder: AET(encoder, transform=transform, seed=seed),
+        lambda encoder: AET(encoder, transform=transform, seed=seed, **model_options),
         epochs=epochs,
         batch_size=batch_size,
         verbose=verbose,
     )
+
+
+# The package's AET before it followed the reference code (0.2).
+OLD_DEFAULTS = {
+    "shear_form": "tan",
+    "integer_translation": False,
+    "crop_and_flip": False,
+    "target": "forward",
+    "head": "mlp",
+}
 
 
 def run(
@@ -71,15 +87,27 @@ def run(
     n_train: int | None = None,
     n_test: int | None = None,
     verbose: int = 0,
+    dataset: str = "mnist_5k",
+    **model_options,
 ) -> dict:
-    """All seeds on mnist_5k (train split: training and probe; test: score)."""
-    splits = mnist_splits(n_train, n_test)
-    return summarise(
+    """All seeds on mnist_5k (train split: training and probe; test: score),
+    or CIFAR-10 when asked for and on disk."""
+    splits, used = splits_for(dataset, n_train, n_test)
+    result = summarise(
         [
-            run_seed(s, splits, epochs=epochs, transform=transform, verbose=verbose)
+            run_seed(
+                s,
+                splits,
+                epochs=epochs,
+                transform=transform,
+                verbose=verbose,
+                **model_options,
+            )
             for s in seeds
         ]
     )
+    result["dataset"] = used
+    return result
 
 
 def main(argv=None) -> dict:
@@ -90,7 +118,17 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--transform", default="affine", choices=["affine", "projective"]
     )
+    parser.add_argument(
+        "--dataset", default="mnist_5k", choices=["mnist_5k", "cifar10"]
+    )
+    parser.add_argument("--n-train", type=int, default=None)
+    parser.add_argument("--n-test", type=int, default=None)
+    parser.add_argument(
+        "--old-defaults", action="store_true", help="the package's AET of 0.2"
+    )
+    parser.add_argument("--csv", default=None, help="append the rows to this CSV")
     args = parser.parse_args(argv)
+    options = OLD_DEFAULTS if args.old_defaults else {}
     if args.quick:
         result = run(
             seeds=args.seeds[:1],
@@ -98,19 +136,40 @@ def main(argv=None) -> dict:
             transform=args.transform,
             n_train=512,
             n_test=200,
+            **options,
         )
     else:
-        result = run(seeds=args.seeds, epochs=args.epochs, transform=args.transform)
+        result = run(
+            seeds=args.seeds,
+            epochs=args.epochs,
+            transform=args.transform,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            dataset=args.dataset,
+            **options,
+        )
     for r in result["rows"]:
         print(
-            f"seed {r['seed']}: linear probe test accuracy trained "
-            f"{r['trained']:.4f} untrained {r['untrained']:.4f} "
-            f"(final loss {r['final_loss']:.4f}, {r['train_seconds']:.0f} s)"
+            f"seed {r['seed']}: probe test accuracy, linear: trained "
+            f"{r['trained']:.4f} untrained {r['untrained']:.4f}; non-linear: "
+            f"trained {r['trained_nonlinear']:.4f} untrained "
+            f"{r['untrained_nonlinear']:.4f} (final loss {r['final_loss']:.4f}, "
+            f"{r['train_seconds']:.0f} s)"
         )
     print(
         f"mean over {len(result['rows'])} seed(s): trained "
         f"{result['trained_mean']:.4f} untrained {result['untrained_mean']:.4f}"
     )
+    if args.csv:
+        model = f"AET {args.transform}" + (" (0.2 form)" if args.old_defaults else "")
+        write_csv(
+            args.csv,
+            result["rows"],
+            model=model,
+            dataset=result["dataset"],
+            epochs=1 if args.quick else args.epochs,
+            n_train=args.n_train or "all",
+        )
     return result
 
 

@@ -31,7 +31,12 @@ from keras_disentangle.models import DeepInfoMax  # noqa: E402
 
 # The evaluation loop shared with the other self-supervised example.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _linear_probe import mnist_splits, probe_seed, summarise  # noqa: E402
+from _linear_probe import (  # noqa: E402
+    probe_seed,
+    splits_for,
+    summarise,
+    write_csv,
+)
 
 
 def conv_encoder(
@@ -85,10 +90,12 @@ def run(
     n_train: int | None = None,
     n_test: int | None = None,
     verbose: int = 0,
+    dataset: str = "mnist_5k",
 ) -> dict:
-    """All seeds on mnist_5k (train split: training and probe; test: score)."""
-    splits = mnist_splits(n_train, n_test)
-    return summarise(
+    """All seeds on mnist_5k (train split: training and probe; test: score),
+    or CIFAR-10 when asked for and on disk."""
+    splits, used = splits_for(dataset, n_train, n_test)
+    result = summarise(
         [
             run_seed(
                 s,
@@ -101,6 +108,8 @@ def run(
             for s in seeds
         ]
     )
+    result["dataset"] = used
+    return result
 
 
 def main(argv=None) -> dict:
@@ -112,22 +121,47 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--gamma", type=float, default=0.0, help="prior matching weight (any backend)"
     )
+    parser.add_argument(
+        "--dataset", default="mnist_5k", choices=["mnist_5k", "cifar10"]
+    )
+    parser.add_argument("--n-train", type=int, default=None)
+    parser.add_argument("--n-test", type=int, default=None)
+    parser.add_argument("--csv", default=None, help="append the rows to this CSV")
     args = parser.parse_args(argv)
     options = {"estimator": args.estimator, "gamma": args.gamma}
     if args.quick:
         result = run(seeds=args.seeds[:1], epochs=1, n_train=512, n_test=200, **options)
     else:
-        result = run(seeds=args.seeds, epochs=args.epochs, **options)
+        result = run(
+            seeds=args.seeds,
+            epochs=args.epochs,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            dataset=args.dataset,
+            **options,
+        )
     for r in result["rows"]:
         print(
-            f"seed {r['seed']}: linear probe test accuracy trained "
-            f"{r['trained']:.4f} untrained {r['untrained']:.4f} "
-            f"(final loss {r['final_loss']:.4f}, {r['train_seconds']:.0f} s)"
+            f"seed {r['seed']}: probe test accuracy, linear: trained "
+            f"{r['trained']:.4f} untrained {r['untrained']:.4f}; non-linear: "
+            f"trained {r['trained_nonlinear']:.4f} untrained "
+            f"{r['untrained_nonlinear']:.4f} (final loss {r['final_loss']:.4f}, "
+            f"{r['train_seconds']:.0f} s)"
         )
     print(
         f"mean over {len(result['rows'])} seed(s): trained "
         f"{result['trained_mean']:.4f} untrained {result['untrained_mean']:.4f}"
     )
+    if args.csv:
+        name = f"DIM {args.estimator}" + (f", prior {args.gamma}" if args.gamma else "")
+        write_csv(
+            args.csv,
+            result["rows"],
+            model=name,
+            dataset=result["dataset"],
+            epochs=1 if args.quick else args.epochs,
+            n_train=args.n_train or "all",
+        )
     return result
 
 

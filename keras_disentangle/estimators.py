@@ -72,6 +72,22 @@ _LOG2 = math.log(2.0)
 _EMPTY = -1e30
 
 
+def check_self_score(self_score: Any, name: str = "self_score") -> float | None:
+    """None or a finite float: InfoNCE's score of an image's own positions."""
+    if self_score is None:
+        return None
+    if (
+        isinstance(self_score, bool)
+        or not isinstance(self_score, (int, float))
+        or not math.isfinite(self_score)
+    ):
+        raise ValueError(
+            f"Invalid value for argument {name}: expected None or a finite "
+            f"number. Received: {name}={self_score!r}"
+        )
+    return float(self_score)
+
+
 def _scores(scores: Any) -> Any:
     """Checks the shape; returns a float tensor (the package's dtype rule)."""
     scores = as_float(scores)
@@ -192,8 +208,17 @@ def dv_lower_bound(
     ``I_DV = E_pos[T] - log E_neg[exp T]``,
 
     the log-mean-exp taken over all negative pairs (``i != j``, every
-    position) as one log-sum-exp with the maximum taken out (rdevon/DIM,
-    ``donsker_varadhan_loss``, without its ``1e-6``). For a block of rows the
+    position) as one log-sum-exp with the maximum taken out.
+
+    **The reference's normalisation.** rdevon/DIM's ``donsker_varadhan_loss``
+    (``cortex_DIM/functions/dim_losses.py`` line 148,
+    ``E_neg = log(sum(n_mask * exp(u - u_max)) + 1e-6) + u_max -
+    log(n_mask.sum())``) sums the ``N (N - 1) L`` negative scores of a map of
+    ``L`` positions but divides by ``n_mask.sum() = N (N - 1)``: its value is
+    this one minus ``log L`` (equal for ``L = 1``), with the same gradient.
+    The true log-mean-exp, kept here, is the one that makes ``I_DV`` the
+    Donsker-Varadhan bound; the reference's ``1e-6`` inside the log is left
+    out too. For a block of rows the
     log-mean-exp is the global one: each block's log-sum-exp is passed
     through ``gather`` (without a gradient) and combined; the block's share
     then carries the exact gradient ``exp(T) / S`` of the global
@@ -240,7 +265,11 @@ def dv_lower_bound(
 
 
 def nce_lower_bound(
-    scores: Any, *, offset: Any = 0, negatives: str = "all_positions"
+    scores: Any,
+    *,
+    offset: Any = 0,
+    negatives: str = "all_positions",
+    self_score: float | None = None,
 ) -> Any:
     """InfoNCE mutual-information estimate.
 
@@ -257,15 +286,28 @@ def nce_lower_bound(
       ``I_NCE = log N + mean_{i,p} [T_iip - log sum_j exp T_ijp]``.
 
     With no trailing axis (``L = 1``) both are the usual InfoNCE over the
-    batch. The estimate lies in ``[-inf, log K]``. The reference also keeps
-    the image's own other positions in the softmax, shifted to ``-10``; they
-    are left out here (they are neither positives nor negatives).
+    batch. The estimate lies in ``[-inf, log K]``.
+
+    **The reference's self-scores.** rdevon/DIM (``infonce_loss``,
+    ``cortex_DIM/functions/dim_losses.py`` line 96,
+    ``u_n = (n_mask * u_n) - (10. * (1 - n_mask))``) keeps the image's own
+    ``L`` positions in the softmax with the constant score ``-10``: each
+    denominator gets ``L exp(-10)`` more. By default (``self_score=None``)
+    they are left out here (they are neither positives nor negatives; on
+    random inputs the two differ by 1e-6 to 1e-5, more once a trained
+    critic's scores are small). ``self_score=-10.0`` computes the
+    reference's denominators exactly (``"all_positions"`` form, or
+    ``L = 1``); the ``log K`` constant is the same either way.
 
     Args:
         scores: critic scores ``(N, N)``, ``(N, N, ...)`` or a block
             ``(n, N, ...)`` of rows.
         offset: the index of the block's first row; 0 for the full matrix.
         negatives: ``"all_positions"`` (default) or ``"same_position"``.
+        self_score: None (default) to leave the image's own positions out;
+            a float (the reference's ``-10.0``) to add them to every
+            denominator with that score. Not defined for
+            ``"same_position"`` with ``L > 1`` (raises).
 
     Returns:
         A scalar tensor, the estimate to maximise (0 when ``N < 2``).
@@ -275,23 +317,41 @@ def nce_lower_bound(
         >>> import numpy as np
         >>> round(float(nce_lower_bound(np.zeros((4, 4)))), 6)
         0.0
+        >>> round(float(nce_lower_bound(np.zeros((4, 4)), self_score=-10.0)), 6)
+        -1.1e-05
 
     References:
         van den Oord et al., CPC, 2018; Hjelm et al., ICLR 2019, eq. 5.
     """
     check_choice("negatives", negatives, NCE_NEGATIVES)
+    self_score = check_self_score(self_score)
     scores = _scores(scores)
+    if (
+        self_score is not None
+        and negatives == "same_position"
+        and len(scores.shape) > 2
+    ):
+        raise ValueError(
+            "Invalid value for argument self_score: expected None with "
+            "negatives='same_position' (the reference's self-scores belong to "
+            f"the 'all_positions' form). Received: self_score={self_score!r}"
+        )
     pairs = _Pairs(scores, offset)
     positive = pairs.positives(scores)
     if negatives == "same_position" or pairs.rank == 2:
-        log_probs = positive - ops.logsumexp(scores, axis=1)
+        log_denominator = ops.logsumexp(scores, axis=1)
         classes = pairs.m
     else:
         axes = tuple(range(1, pairs.rank))
         log_neg = _masked_logsumexp(scores, ops.logical_not(pairs.pos_bool), axes)
         log_neg = ops.reshape(log_neg, (-1,) + (1,) * (pairs.rank - 2))
-        log_probs = positive - ops.logaddexp(positive, log_neg)
+        log_denominator = ops.logaddexp(positive, log_neg)
         classes = (pairs.m - 1.0) * pairs.positions + 1.0
+    if self_score is not None:
+        # The image's own L positions at a constant score (the reference's).
+        own = self_score + ops.log(pairs.positions)
+        log_denominator = ops.logaddexp(log_denominator, own)
+    log_probs = positive - log_denominator
     mean = ops.sum(log_probs) / ops.maximum(pairs.n_pos, 1.0)
     return pairs.finish(mean + pairs.row_share * ops.log(ops.maximum(classes, 1.0)))
 
@@ -310,6 +370,7 @@ def mutual_information(
     offset: Any = 0,
     gather: Callable[[Any], Any] | None = None,
     negatives: str = "all_positions",
+    self_score: float | None = None,
 ) -> Any:
     """Dispatches to ``jsd_lower_bound``, ``dv_lower_bound`` or ``nce_lower_bound``.
 
@@ -320,6 +381,8 @@ def mutual_information(
         offset: the index of the block's first row; 0 for the full matrix.
         gather: the collective of a block's DV log-sum-exp (``"dv"`` only).
         negatives: the InfoNCE negatives (``"nce"`` only).
+        self_score: the InfoNCE score of an image's own positions (``"nce"``
+            only; None leaves them out, the reference uses ``-10.0``).
 
     Returns:
         A scalar tensor, the estimate to maximise.
@@ -335,5 +398,7 @@ def mutual_information(
     if estimator == "dv":
         return dv_lower_bound(scores, offset=offset, gather=gather)
     if estimator == "nce":
-        return nce_lower_bound(scores, offset=offset, negatives=negatives)
+        return nce_lower_bound(
+            scores, offset=offset, negatives=negatives, self_score=self_score
+        )
     return jsd_lower_bound(scores, offset=offset)

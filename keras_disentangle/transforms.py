@@ -9,17 +9,39 @@ the *inverse* map, whose 8 coefficients ``[a0, a1, a2, b0, b1, b2, c0, c1]``
 (TensorFlow's convention) send an output point to the input point it is
 sampled from.
 
-Two families, with the defaults of the reference code of AET:
+Two families, with the defaults of the reference code of AET
+(maple-research-lab/AET, commit ``042be33``):
 
 - affine: ``M = T(c + t * size) R(theta) Sh(phi) S(s) T(-c)`` about the image
   centre ``c``, with rotation ``theta`` in +-180 degrees, translation ``t`` in
-  +-0.2 of the width and height, scale ``s`` in [0.7, 1.3] and horizontal
-  shear ``phi`` in +-30 degrees; the regression targets are
-  ``(cos theta, sin theta, tx, ty, scale, shear)`` each rescaled to [-1, 1].
-- projective: the four image corners moved by up to +-0.125 of the width and
-  height, then a scale in [0.8, 1.2] and a rotation by a multiple of 90
-  degrees; the targets are the 8 coefficients of the homography in
+  +-0.2 of the width and height (whole pixels with ``size``, as the
+  reference's ``np.round``, ``cifar/affine/dataset.py`` line 160), scale
+  ``s`` in [0.7, 1.3] and shear ``phi`` in +-30 degrees; the shear is the
+  reference's (torchvision's old ``_get_inverse_affine_matrix``,
+  ``Sh = [[1, -sin phi], [0, cos phi]]``) or, with ``shear_form="tan"``,
+  ``[[1, tan phi], [0, 1]]``; the regression targets are
+  ``(cos theta, sin theta, tx, ty, scale, shear)`` each rescaled to [-1, 1]
+  (``dataset.py`` lines 211-216).
+- projective, the reference's (``sample_projective_pixels``,
+  ``cifar/projective/dataset.py`` lines 157-173): the image corners scaled
+  about the centre, rotated by a multiple of 90 degrees, then each moved by
+  whole pixels; the target is the 8 coefficients of the *inverse* pixel
+  homography, standardised (``projective_standardize``, ``main.py`` line 57).
+- projective, the package's earlier form (``sample_projective``): corners
+  moved by up to +-0.125 of the size in normalised coordinates, then a scale
+  and a rotation; the targets are the forward homography's 8 coefficients in
   normalised coordinates (``[-1, 1]`` across the image, ``h22 = 1``).
+
+``crop_and_flip_matrices`` gives the reference's augmentation before the
+warp (``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``,
+``cifar/affine/main.py`` lines 59-60) as whole-pixel matrices.
+
+Remaining differences from the reference: its images are PIL images whose
+pixel centres sit at ``i + 0.5`` and whose affine centre is
+``(W / 2 + 0.5, H / 2 + 0.5)`` in those coordinates, half a pixel from the
+package's ``((W - 1) / 2, (H - 1) / 2)`` for affine warps (the projective
+sampler follows the reference's coordinates exactly); it fills outside
+points with grey 128 before normalising, the package with ``fill_value``.
 
 ``apply_transform`` samples with its own ``keras.ops`` bilinear sampler (a
 gather), so projective warps compute the same on TensorFlow, JAX and PyTorch
@@ -43,6 +65,7 @@ from keras import ops
 from keras_disentangle._ops import as_float
 
 __all__ = [
+    "SHEAR_FORMS",
     "sample_affine",
     "affine_matrices",
     "affine_targets",
@@ -52,7 +75,13 @@ __all__ = [
     "normalized_to_pixels",
     "invert_3x3",
     "apply_transform",
+    "crop_and_flip_matrices",
+    "sample_projective_pixels",
+    "projective_pixels_from",
+    "projective_standardize",
 ]
+
+SHEAR_FORMS = ("sin", "tan")
 
 
 def sample_affine(
@@ -62,8 +91,15 @@ def sample_affine(
     translation: float = 0.2,
     scale: tuple[float, float] = (0.7, 1.3),
     shear: float = 30.0,
+    size: tuple[int, int] | None = None,
 ):
     """Draws affine parameters uniformly in the given ranges.
+
+    With ``size = (H, W)`` the translations are whole pixels, as the
+    reference's ``np.round(random.uniform(-max_dx, max_dx))``
+    (maple-research-lab/AET ``cifar/affine/dataset.py`` line 160):
+    ``tx = round(U(-translation W, translation W)) / W``, likewise ``ty``
+    with ``H``.
 
     Args:
         batch_size: number of transformations ``N`` (an int or a scalar tensor).
@@ -72,6 +108,8 @@ def sample_affine(
         translation: the largest translation, as a fraction of the size.
         scale: the ``(low, high)`` range of the scale factor.
         shear: the largest horizontal shear angle, in degrees.
+        size: None (continuous translations) or the ``(height, width)`` in
+            pixels, for whole-pixel translations.
 
     Returns:
         A float32 tensor ``(N, 5)``: ``theta`` (radians), ``tx``, ``ty``
@@ -97,7 +135,14 @@ def sample_affine(
         dtype=u.dtype,
     )
     offsets = ops.convert_to_tensor([0.0, 0.0, 0.0, mid, 0.0], dtype=u.dtype)
-    return u * factors + offsets
+    params = u * factors + offsets
+    if size is None:
+        return params
+    height, width = (float(v) for v in size)
+    pixels = ops.convert_to_tensor([1.0, width, height, 1.0, 1.0], dtype=u.dtype)
+    rounded = ops.round(params * pixels) / pixels
+    whole = ops.convert_to_tensor([False, True, True, False, False])
+    return ops.where(whole, rounded, params)
 
 
 def affine_targets(
@@ -154,17 +199,29 @@ def _matrix(rows):
     return ops.stack([ops.stack(r, axis=-1) for r in rows], axis=-2)
 
 
-def affine_matrices(params, height: int, width: int):
+def affine_matrices(params, height: int, width: int, shear_form: str = "sin"):
     """Forward pixel-coordinate matrices ``(N, 3, 3)`` of affine parameters.
 
     ``M = T(c + (tx W, ty H)) R(theta) Sh(phi) S(s) T(-c)`` with
     ``c = ((W - 1) / 2, (H - 1) / 2)``, ``R = [[cos, -sin], [sin, cos]]``,
-    ``Sh = [[1, tan phi], [0, 1]]`` and ``S = s I``.
+    ``S = s I`` and
+
+    - ``shear_form="sin"`` (default, the reference's):
+      ``Sh = [[1, -sin phi], [0, cos phi]]``, so that
+      ``R Sh = [[cos theta, -sin(theta + phi)], [sin theta, cos(theta + phi)]]``,
+      torchvision 0.2's ``_get_inverse_affine_matrix`` which
+      maple-research-lab/AET calls (``cifar/affine/dataset.py`` line 200);
+    - ``shear_form="tan"`` (the package's before 0.3):
+      ``Sh = [[1, tan phi], [0, 1]]``.
+
+    At ``phi = 30`` degrees the first gives the off-diagonal ``-0.5`` and
+    ``0.866`` in y, the second ``+0.577`` and 1.
 
     Args:
         params: ``(N, 5)`` parameters from ``sample_affine``.
         height: the image height in pixels.
         width: the image width in pixels.
+        shear_form: ``"sin"`` (default) or ``"tan"``.
 
     Returns:
         A tensor ``(N, 3, 3)``.
@@ -173,18 +230,28 @@ def affine_matrices(params, height: int, width: int):
 
         >>> import numpy as np
         >>> m = affine_matrices(np.array([[0.0, 0.5, 0.0, 1.0, 0.0]]), 4, 4)
-        >>> np.asarray(m)[0, 0].tolist()
+        >>> (np.asarray(m)[0, 0] + 0.0).tolist()
         [1.0, 0.0, 2.0]
     """
+    if shear_form not in SHEAR_FORMS:
+        raise ValueError(
+            "Invalid value for argument shear_form: expected one of "
+            f"{list(SHEAR_FORMS)}. Received: shear_form={shear_form!r}"
+        )
     params = ops.convert_to_tensor(params)
     theta, tx, ty, s, phi = (params[:, k] for k in range(5))
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    cos, sin, tan = ops.cos(theta), ops.sin(theta), ops.tan(phi)
+    cos, sin = ops.cos(theta), ops.sin(theta)
     # Linear part A = R Sh S.
     a00 = s * cos
-    a01 = s * (cos * tan - sin)
     a10 = s * sin
-    a11 = s * (sin * tan + cos)
+    if shear_form == "tan":
+        tan = ops.tan(phi)
+        a01 = s * (cos * tan - sin)
+        a11 = s * (sin * tan + cos)
+    else:
+        a01 = -s * ops.sin(theta + phi)
+        a11 = s * ops.cos(theta + phi)
     b0 = cx + tx * width - (a00 * cx + a01 * cy)
     b1 = cy + ty * height - (a10 * cx + a11 * cy)
     zero, one = ops.zeros_like(s), ops.ones_like(s)
@@ -502,3 +569,209 @@ def apply_transform(
     work = as_float(images)
     warped = _sample(work, coefficients, interpolation == "nearest", fill_value)
     return ops.cast(warped, dtype)
+
+
+def crop_and_flip_matrices(batch_size, seed, height: int, width: int, padding: int = 4):
+    """Whole-pixel matrices of a random padded crop, then a random flip.
+
+    The reference's augmentation before the warp (maple-research-lab/AET
+    ``cifar/affine/main.py`` lines 59-60, ``transforms.RandomCrop(32,
+    padding=4)`` then ``transforms.RandomHorizontalFlip()``): the image is
+    padded with ``padding`` zeros on each side and cropped back to its size
+    at offsets ``(i, j)`` uniform in ``{0, ..., 2 padding}``, then flipped
+    left-right with probability 1/2. As a forward pixel matrix,
+    ``M = F T(padding - j, padding - i)`` with ``F`` the flip
+    ``x -> W - 1 - x`` (or the identity). Warped with
+    ``apply_transform(..., interpolation="nearest")`` it moves whole pixels
+    and fills the uncovered border with ``fill_value``.
+
+    Args:
+        batch_size: number of matrices ``N``.
+        seed: a ``keras.random.SeedGenerator`` (or an int).
+        height: the image height in pixels.
+        width: the image width in pixels.
+        padding: the crop's padding in pixels, an int >= 0.
+
+    Returns:
+        A float32 tensor ``(N, 3, 3)``.
+
+    Example:
+
+        >>> m = crop_and_flip_matrices(3, seed=0, height=8, width=8)
+        >>> tuple(m.shape)
+        (3, 3, 3)
+    """
+    if not isinstance(seed, keras.random.SeedGenerator):
+        seed = keras.random.SeedGenerator(seed)
+    offsets = keras.random.randint((batch_size, 2), 0, 2 * padding + 1, seed=seed)
+    offsets = ops.cast(offsets, "float32")
+    flip = ops.cast(keras.random.uniform((batch_size,), seed=seed) < 0.5, "float32")
+    sign = 1.0 - 2.0 * flip
+    dx = padding - offsets[:, 1]
+    dy = padding - offsets[:, 0]
+    zero, one = ops.zeros_like(flip), ops.ones_like(flip)
+    return _matrix(
+        [
+            [sign, zero, sign * dx + flip * (width - 1.0)],
+            [zero, one, dy],
+            [zero, zero, one],
+        ]
+    )
+
+
+def sample_projective_pixels(
+    batch_size,
+    seed,
+    height: int,
+    width: int,
+    corner: float = 0.125,
+    scale: tuple[float, float] = (0.8, 1.2),
+    integer: bool = True,
+):
+    """Draws projective warps as the reference does, in pixels.
+
+    A transcription of maple-research-lab/AET ``cifar/projective/dataset.py``
+    lines 157-173, in PIL's coordinates (pixel centres at ``i + 0.5``): the
+    corners ``(0, 0), (W, 0), (W, H), (0, H)`` are scaled by ``s`` (uniform
+    in ``scale``) about ``c = (W / 2 + 0.5, H / 2 + 0.5)``, cycled by ``k``
+    places (uniform in {0, 1, 2, 3}: a rotation by ``k`` quarter turns),
+    then each coordinate moved by a whole number of pixels uniform in
+    ``{-int(corner W), ..., int(corner W)}`` (``H`` for y; 4 at 32 px) or,
+    with ``integer=False``, by a real number in ``[-corner W, corner W]``.
+    The warp sends the moved points back to the image corners: its
+    coefficients (``find_coeffs(pts, corners)``, the map from an output
+    point to the input point it reads, what PIL's ``Image.PERSPECTIVE``
+    takes) are the reference's regression target.
+
+    Args:
+        batch_size: number of transformations ``N`` (an int).
+        seed: a ``keras.random.SeedGenerator`` (or an int).
+        height: the image height in pixels.
+        width: the image width in pixels.
+        corner: the largest corner displacement, a fraction of the size.
+        scale: the ``(low, high)`` range of the scale factor.
+        integer: whole-pixel displacements (the reference's).
+
+    Returns:
+        A tuple ``(matrices, coefficients)``: the forward pixel matrices
+        ``(N, 3, 3)`` for ``apply_transform`` (pixel centres at integers)
+        and the 8 inverse coefficients ``(N, 8)`` in PIL's coordinates.
+
+    Example:
+
+        >>> m, c = sample_projective_pixels(2, seed=0, height=32, width=32)
+        >>> tuple(m.shape), tuple(c.shape)
+        ((2, 3, 3), (2, 8))
+    """
+    if not isinstance(seed, keras.random.SeedGenerator):
+        seed = keras.random.SeedGenerator(seed)
+    s = keras.random.uniform(
+        (batch_size,), minval=float(scale[0]), maxval=float(scale[1]), seed=seed
+    )
+    k = keras.random.randint((batch_size,), 0, 4, seed=seed)
+    limits = []
+    for size in (width, height):
+        if integer:
+            pixels = int(corner * size + 1e-9)
+            shift = keras.random.randint(
+                (batch_size, 4, 1), -pixels, pixels + 1, seed=seed
+            )
+        else:
+            most = corner * size
+            shift = keras.random.uniform(
+                (batch_size, 4, 1), minval=-most, maxval=most, seed=seed
+            )
+        limits.append(ops.cast(shift, "float32"))
+    return projective_pixels_from(s, k, ops.concatenate(limits, axis=-1), height, width)
+
+
+def projective_pixels_from(scale, quarter_turns, shifts, height: int, width: int):
+    """The reference's projective warp from its draws (no randomness).
+
+    See ``sample_projective_pixels``: the corners scaled by ``scale`` about
+    ``(W / 2 + 0.5, H / 2 + 0.5)``, cycled by ``quarter_turns`` places and
+    moved by ``shifts``, all in PIL's coordinates.
+
+    Args:
+        scale: ``(N,)`` scale factors.
+        quarter_turns: ``(N,)`` integers in {0, 1, 2, 3}.
+        shifts: ``(N, 4, 2)`` displacements of the four points, in pixels.
+        height: the image height in pixels.
+        width: the image width in pixels.
+
+    Returns:
+        ``(matrices, coefficients)`` as ``sample_projective_pixels``.
+
+    Example:
+
+        >>> import numpy as np
+        >>> m, c = projective_pixels_from(
+        ...     np.ones(1), np.zeros(1, "int32"), np.zeros((1, 4, 2)), 8, 8)
+        >>> np.round(np.asarray(c), 4).tolist()
+        [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
+    """
+    s = ops.reshape(ops.cast(scale, "float32"), (-1, 1, 1))
+    k = ops.reshape(ops.cast(quarter_turns, "int32"), (-1, 1))
+    shifts = ops.cast(shifts, "float32")
+    corners = ops.convert_to_tensor(
+        [[0.0, 0.0], [width, 0.0], [width, height], [0.0, height]], dtype="float32"
+    )
+    centre = ops.convert_to_tensor(
+        [[width / 2.0 + 0.5, height / 2.0 + 0.5]], dtype="float32"
+    )
+    points = (corners[None] - centre[None]) * s + centre[None]
+    # pts = [pts[(i + k) % 4] for i in range(4)]
+    index = ops.mod(ops.arange(4)[None, :] + k, 4)
+    index = ops.broadcast_to(index[:, :, None], ops.shape(shifts))
+    points = ops.take_along_axis(points, index, axis=1) + shifts
+    target = ops.broadcast_to(corners[None], ops.shape(shifts))
+    inverse = homography_from_corners(points, target)
+    coefficients = ops.reshape(inverse, (-1, 9))[:, :8]
+    forward = invert_3x3(inverse)
+    # PIL coordinates u = i + 0.5 -> pixel-centre coordinates i.
+    to_pixels = ops.convert_to_tensor(
+        [[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]], dtype="float32"
+    )
+    from_pixels = ops.convert_to_tensor(
+        [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]], dtype="float32"
+    )
+    matrices = ops.matmul(ops.matmul(to_pixels, forward), from_pixels)
+    return matrices, coefficients
+
+
+def projective_standardize(coefficients, height: int, width: int):
+    """The reference's standardisation of the 8 inverse coefficients.
+
+    ``(c - mean) / std`` with, at 32 x 32 pixels,
+    ``mean = (0, 0, 16, 0, 0, 16, 0, 0)`` and
+    ``std = (1, 1, 20, 1, 1, 20, 0.015, 0.015)``
+    (maple-research-lab/AET ``cifar/projective/main.py`` line 57). For
+    another size the translation entries scale with it (``mean W / 2``,
+    ``std 20 W / 32``) and the perspective entries inversely
+    (``0.015 * 32 / W``), the size the numbers were chosen for being 32.
+
+    Args:
+        coefficients: ``(N, 8)`` from ``sample_projective_pixels``.
+        height: the image height in pixels.
+        width: the image width in pixels.
+
+    Returns:
+        A tensor ``(N, 8)``.
+
+    Example:
+
+        >>> import numpy as np
+        >>> c = np.array([[1.0, 0, 16, 0, 1, 16, 0, 0]])
+        >>> np.asarray(projective_standardize(c, 32, 32)).tolist()
+        [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
+    """
+    coefficients = ops.convert_to_tensor(coefficients)
+    w, h = float(width), float(height)
+    mean = ops.convert_to_tensor(
+        [0.0, 0.0, w / 2, 0.0, 0.0, h / 2, 0.0, 0.0], dtype=coefficients.dtype
+    )
+    std = ops.convert_to_tensor(
+        [1.0, 1.0, 20 * w / 32, 1.0, 1.0, 20 * h / 32, 0.48 / w, 0.48 / h],
+        dtype=coefficients.dtype,
+    )
+    return (coefficients - mean) / std

@@ -118,7 +118,14 @@ def test_training_reduces_the_transform_error():
     h = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(h))
     encoder = keras.Model(inputs, h)
     aet = AET(
-        encoder, translation=0.0, shear=0.0, scale=(1.0, 1.0), head_units=32, seed=0
+        encoder,
+        translation=0.0,
+        shear=0.0,
+        scale=(1.0, 1.0),
+        head="mlp",
+        head_units=32,
+        crop_and_flip=False,
+        seed=0,
     )
     aet.compile(optimizer=keras.optimizers.Adam(1e-2))
     before = aet.evaluate(x, verbose=0, return_dict=True)["transform_mse"]
@@ -205,3 +212,101 @@ def test_example_trained_features_beat_untrained():
     result = load_example("aet_mnist").main([])
     assert result["trained_beats_untrained_every_seed"], result
     assert result["trained_mean"] > result["untrained_mean"] + 0.02, result
+
+
+def test_defaults_follow_the_reference_and_old_behaviour_stays_available():
+    aet = AET(tiny_encoder(), seed=0)
+    assert (aet.shear_form, aet.integer_translation, aet.crop_and_flip) == (
+        "sin",
+        True,
+        True,
+    )
+    (dense,) = aet.head.layers  # one linear layer with tanh (affine)
+    assert dense.units == 6 and dense.activation is keras.activations.tanh
+    projective = AET(tiny_encoder(), transform="projective", seed=0)
+    (dense,) = projective.head.layers
+    assert dense.units == 8 and dense.activation is keras.activations.linear
+    old = AET(tiny_encoder(), head="mlp", seed=0)
+    assert [layer.units for layer in old.head.layers] == [256, 6]
+    # Whole-pixel translations, the reference's shear.
+    matrices, _ = aet.sample_transforms(200)
+    params = numpy(transforms.sample_affine(200, 0, size=(8, 8)))
+    assert np.allclose(params[:, 1:3] * 8, np.round(params[:, 1:3] * 8), atol=1e-5)
+    assert numpy(matrices).shape == (200, 3, 3)
+    # Projective: the standardised inverse coefficients.
+    state = numpy(projective.seed_generator.state).copy()
+    _, targets = projective.sample_transforms(4)
+    projective.seed_generator.state.assign(state)
+    _, coefficients = transforms.sample_projective_pixels(
+        4, projective.seed_generator, 8, 8
+    )
+    np.testing.assert_allclose(
+        numpy(targets),
+        numpy(transforms.projective_standardize(coefficients, 8, 8)),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    config = aet.get_config()
+    assert {k: config[k] for k in ("shear_form", "target", "head")} == {
+        "shear_form": "sin",
+        "target": "inverse",
+        "head": "linear",
+    }
+    clone = AET.from_config(
+        {**config, "crop_and_flip": False, "target": "forward", "head": "mlp"}
+    )
+    assert clone.target == "forward" and clone.head_form == "mlp"
+    for kwargs, name in [
+        ({"shear_form": "cot"}, "shear_form"),
+        ({"integer_translation": 1}, "integer_translation"),
+        ({"crop_and_flip": "yes"}, "crop_and_flip"),
+        ({"target": "backward"}, "target"),
+        ({"head": "deep"}, "head"),
+    ]:
+        with pytest.raises(ValueError, match=f"argument {name}.*Received"):
+            AET(tiny_encoder(), **kwargs)
+
+
+def test_training_loss_crops_and_flips_before_the_warp():
+    encoder = tiny_encoder()
+    aet = AET(encoder, seed=3)
+    x = images(5)
+    state = numpy(aet.seed_generator.state).copy()
+    loss = float(aet.compute_loss(x, y_pred=aet(x), training=True))
+    aet.seed_generator.state.assign(state)
+    crop = transforms.crop_and_flip_matrices(5, aet.seed_generator, 8, 8, padding=4)
+    x1 = numpy(transforms.apply_transform(x, crop, interpolation="nearest"))
+    matrices, targets = aet.sample_transforms(5)
+    warped = transforms.apply_transform(x1, matrices)
+    f1, f2 = numpy(encoder(x1)), numpy(encoder(warped))
+    predicted = numpy(aet.head(np.concatenate([f1, f2], axis=-1)))
+    assert loss == pytest.approx(np.mean((predicted - numpy(targets)) ** 2), rel=1e-5)
+    assert not np.allclose(x1, x)  # the crop moved the images
+    # Without training (evaluate) the images are used as given.
+    aet.seed_generator.state.assign(state)
+    plain = float(aet.compute_loss(x, y_pred=aet(x), training=False))
+    assert plain != loss
+
+
+@pytest.mark.backend_independent
+def test_docs_table_averages_the_csv_rows(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "docs_tables", ROOT / "docs" / "_tools" / "tables.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    probe = load_example("_linear_probe")
+    rows = [
+        {"seed": s, "trained": t, "untrained": 0.5, "trained_nonlinear": 0.9,
+         "untrained_nonlinear": 0.6, "final_loss": 0.1, "train_seconds": 10.0}
+        for s, t in [(0, 0.8), (1, 0.9)]
+    ]  # fmt: skip
+    (tmp_path / "run").mkdir()
+    path = str(tmp_path / "run" / "probes.csv")
+    probe.write_csv(path, rows, model="AET affine", dataset="mnist_5k", epochs=5)
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
+    module.record("dim_aet", tmp_path / "run", "run.sh", "tensorflow", "abc")
+    lines = module.dim_aet().splitlines()
+    assert lines[2] == (
+        "| AET affine | mnist_5k | 5 | 0, 1 | 0.850 | 0.500 | 0.900 | 0.600 |"
+    )

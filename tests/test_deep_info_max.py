@@ -13,7 +13,8 @@ from helpers import assert_reload_resumes, numpy
 
 import keras_disentangle  # noqa: F401  (registers the classes)
 from keras_disentangle import estimators
-from keras_disentangle.models import DeepInfoMax
+from keras_disentangle._backend import variable_gradients
+from keras_disentangle.models import DeepInfoMax, MI1x1ConvNet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -258,6 +259,16 @@ def test_last_batch_of_one_sample_keeps_everything_finite(estimator):
     assert float(numpy(dim.compute_loss(one, y_pred=y_pred, training=False))) == 0.0
 
 
+def _local_loss_and_np_scores(dim, x):
+    """The model's loss on ``x`` and its local scores ``T[i, j, p]`` in NumPy."""
+    loss = float(numpy(dim.compute_loss(x, y_pred=dim(x), training=False)))
+    local_model = keras.Model(dim.encoder.input, dim.encoder.get_layer("local").output)
+    local = numpy(local_model(x)).reshape(len(x), -1, 4).astype("float64")
+    ly = _np_projection(dim.local_critic_y, numpy(dim.encoder(x)).astype("float64"))
+    lm = _np_projection(dim.local_critic_map, local)
+    return loss, np.einsum("iu,jlu->ijl", ly, lm)
+
+
 @pytest.mark.parametrize("negatives", ["all_positions", "same_position"])
 def test_local_infonce_negatives_against_numpy_loop(negatives):
     from test_estimators import np_nce_all_positions, np_nce_same_position
@@ -265,13 +276,7 @@ def test_local_infonce_negatives_against_numpy_loop(negatives):
     kwargs = {} if negatives == "all_positions" else {"local_negatives": negatives}
     dim = DeepInfoMax(tiny_encoder(), "local", estimator="nce", alpha=0.0, **kwargs)
     assert dim.local_negatives == negatives  # the reference's form by default
-    x = images(5)
-    loss = float(numpy(dim.compute_loss(x, y_pred=dim(x), training=False)))
-    local_model = keras.Model(dim.encoder.input, dim.encoder.get_layer("local").output)
-    local = numpy(local_model(x)).reshape(5, -1, 4).astype("float64")
-    ly = _np_projection(dim.local_critic_y, numpy(dim.encoder(x)).astype("float64"))
-    lm = _np_projection(dim.local_critic_map, local)
-    scores = np.einsum("iu,jlu->ijl", ly, lm)
+    loss, scores = _local_loss_and_np_scores(dim, images(5))
     reference = {
         "all_positions": np_nce_all_positions,
         "same_position": np_nce_same_position,
@@ -350,7 +355,7 @@ def test_synchronized_step_under_a_strategy_equals_one_device(
     two = _one_step(mirrored_strategy, x, synchronized=True, **kwargs)
     # The prior's random samples differ between replicas: the discriminator
     # (not among trainable_variables) and its logged loss are not compared.
-    _assert_same_step(one, two, skip_logs=("discriminator_loss",))
+    _assert_same_step(one, two, skip_logs=("discriminator_loss", "gradient_penalty"))
 
 
 def test_per_replica_mode_logs_the_mean_of_the_slices(mirrored_strategy):
@@ -419,3 +424,219 @@ def test_example_trained_features_beat_untrained():
     result = load_example("deep_info_max_mnist").main([])
     assert result["trained_beats_untrained_every_seed"], result
     assert result["trained_mean"] > result["untrained_mean"] + 0.02, result
+
+
+# --- The reference's gradient penalty, critic and InfoNCE self-scores. ---
+
+
+def _np_discriminator(weights, x):
+    """The prior discriminator (Dense relu, Dense relu, Dense) and its input
+    gradient, by the chain rule in NumPy (float64)."""
+    w1, b1, w2, b2, w3, b3 = weights
+    h1 = x @ w1 + b1
+    a1 = np.maximum(h1, 0.0)
+    h2 = a1 @ w2 + b2
+    out = np.maximum(h2, 0.0) @ w3 + b3
+    grads = []
+    for i in range(x.shape[0]):
+        d2 = (h2[i] > 0) * w3[:, 0]
+        d1 = (h1[i] > 0) * (w2 @ d2)
+        grads.append(w1 @ d1)
+    return out[:, 0], np.array(grads)
+
+
+def _np_penalty(weights, real, fake, amount):
+    """gp = amount * (E_P ||grad D||^2 + E_Q ||grad D||^2) / 2 (rdevon/DIM
+    discriminator.py lines 47-49, gradient_penalty.py line 40)."""
+    norms = [
+        (_np_discriminator(weights, s)[1] ** 2).sum(1).mean() for s in (real, fake)
+    ]
+    return amount * 0.5 * (norms[0] + norms[1])
+
+
+def test_gradient_penalty_and_its_weight_gradient_match_numpy():
+    dim = DeepInfoMax(
+        tiny_encoder(sigmoid=True),
+        "local",
+        gamma=1.0,
+        units=4,
+        discriminator_units=5,
+        gradient_penalty=2.0,
+        seed=0,
+    )
+    rng = np.random.default_rng(0)
+    real = rng.uniform(size=(6, 3)).astype("float32")
+    fake = rng.uniform(size=(6, 3)).astype("float32")
+    for v in dim.discriminator.weights:  # the same weights on every backend
+        v.assign(rng.normal(scale=0.8, size=v.shape).astype("float32"))
+    weights = [numpy(v).astype("float64") for v in dim.discriminator.weights]
+    norms = numpy(dim.input_gradient_norms(fake))
+    expected = (_np_discriminator(weights, fake.astype("float64"))[1] ** 2).sum(1)
+    np.testing.assert_allclose(norms, expected, rtol=1e-4, atol=1e-7)
+
+    dim.prior_samples = lambda like: keras.ops.convert_to_tensor(real)
+    variables = dim.discriminator.trainable_variables
+
+    def loss_fn():
+        total, penalty = dim._discriminator_loss(
+            keras.ops.convert_to_tensor(fake), training=True
+        )
+        return penalty, total
+
+    penalty, _, grads = variable_gradients(loss_fn, variables)
+    reference = _np_penalty(
+        weights, real.astype("float64"), fake.astype("float64"), 2.0
+    )
+    assert float(numpy(penalty)) == pytest.approx(reference, rel=1e-4)
+    assert reference > 1e-4
+    # Double backpropagation: d gp / d weights against central differences.
+    eps = 1e-4
+    checked = 0
+    for k in (0, 2, 4):  # the three kernels
+        g = numpy(grads[k])
+        for index in [(0, 0), (1, 0)]:
+            up = [w.copy() for w in weights]
+            down = [w.copy() for w in weights]
+            up[k][index] += eps
+            down[k][index] -= eps
+            fd = (
+                _np_penalty(up, real, fake, 2.0) - _np_penalty(down, real, fake, 2.0)
+            ) / (2 * eps)
+            assert g[index] == pytest.approx(fd, rel=2e-3, abs=1e-5)
+            checked += abs(fd) > 1e-6
+    assert checked >= 2  # the penalty does depend on the weights
+
+
+class _FixedPrior(DeepInfoMax):
+    """Prior samples a fixed function of each vector: the same on one device
+    and split over replicas (the random draws are not)."""
+
+    def prior_samples(self, fake):
+        return keras.ops.sigmoid(2.0 - 3.0 * fake)
+
+
+def _discriminator_step(strategy, x, **kwargs):
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        dim = _FixedPrior(
+            tiny_encoder(sigmoid=True),
+            "local",
+            units=4,
+            gamma=0.5,
+            seed=0,
+            synchronized=True,
+            discriminator_learning_rate=0.05,
+            name="fixed_prior",
+            **kwargs,
+        )
+        dim.compile(optimizer=keras.optimizers.SGD(0.1))
+    before = [numpy(v) for v in dim.discriminator.trainable_variables]
+    history = dim.fit(x, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    change = [
+        numpy(v) - b
+        for v, b in zip(dim.discriminator.trainable_variables, before, strict=True)
+    ]
+    return change, {k: v[-1] for k, v in history.history.items()}
+
+
+def test_gradient_penalty_step_under_a_strategy_equals_one_device(mirrored_strategy):
+    x = images(16)
+    change0, logs0 = _discriminator_step(None, x)
+    change1, logs1 = _discriminator_step(mirrored_strategy, x)
+    scale = max(float(np.abs(c).max()) for c in change0)
+    assert scale > 1e-4
+    for c0, c1 in zip(change0, change1, strict=True):
+        np.testing.assert_allclose(c1, c0, rtol=1e-5, atol=1e-5 * scale)
+    assert logs0["gradient_penalty"] > 0
+    for key in ("gradient_penalty", "discriminator_loss", "loss"):
+        assert logs1[key] == pytest.approx(logs0[key], rel=1e-5), key
+
+
+def _np_mi1x1(layer, x):
+    """MI1x1ConvNet at inference (fresh BatchNorm statistics) in NumPy."""
+    (w1,) = (numpy(v) for v in layer.hidden.weights)
+    gamma, beta, mean, var = (numpy(v) for v in layer.batch_norm.weights)
+    w2, b2 = (numpy(v) for v in layer.out.weights)
+    (ws,) = (numpy(v) for v in layer.shortcut.weights)
+    ln_gamma, ln_beta = (numpy(v) for v in layer.layer_norm.weights)
+    h = (x @ w1 - mean) / np.sqrt(var + 1e-5) * gamma + beta
+    h = np.maximum(h, 0.0) @ w2 + b2 + x @ ws
+    mu = h.mean(-1, keepdims=True)
+    sd = np.sqrt(h.var(-1, keepdims=True) + 1e-5)
+    return (h - mu) / sd * ln_gamma + ln_beta
+
+
+def test_reference_critic_matches_numpy_and_starts_at_a_noisy_identity():
+    keras.utils.set_random_seed(0)
+    layer = MI1x1ConvNet(6)
+    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    out = numpy(layer(x, training=False))
+    np.testing.assert_allclose(out, _np_mi1x1(layer, x), rtol=1e-4, atol=1e-5)
+    ws = numpy(layer.shortcut.kernel)
+    np.testing.assert_array_equal(np.diag(ws), np.ones(4))
+    off = ws - np.eye(4, 6)
+    assert np.abs(off).max() <= 0.01 and np.abs(off).max() > 0
+    narrow = MI1x1ConvNet(2)
+    narrow.build((None, 4))
+    assert np.abs(numpy(narrow.shortcut.kernel)).max() > 0.01  # Glorot
+    config = layer.get_config()
+    assert config["units"] == 6
+    again = MI1x1ConvNet.from_config(config)
+    assert again.units == 6 and again.name == layer.name
+    with pytest.raises(ValueError, match="argument units"):
+        MI1x1ConvNet(0)
+
+
+def test_reference_critic_and_self_scores_fit_save_and_reload(tmp_path):
+    dim = DeepInfoMax(
+        tiny_encoder(),
+        "local",
+        estimator="nce",
+        units=4,
+        critic="reference",
+        nce_self_score=-10.0,
+    )
+    assert isinstance(dim.local_critic_map, MI1x1ConvNet)
+    dim.compile(optimizer="adam")
+    x = images(16)
+    moving = numpy(dim.local_critic_map.batch_norm.moving_mean).copy()
+    dim.fit(x, epochs=1, batch_size=8, verbose=0)
+    # The critic's BatchNorm trained on the batches' statistics.
+    assert np.abs(numpy(dim.local_critic_map.batch_norm.moving_mean) - moving).max() > 0
+    config = dim.get_config()
+    assert config["critic"] == "reference" and config["nce_self_score"] == -10.0
+    assert config["gradient_penalty"] == 1.0
+    path = tmp_path / "dim.keras"
+    dim.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.critic == "reference" and loaded.nce_self_score == -10.0
+    evaluated = dim.evaluate(x, verbose=0, return_dict=True)
+    again = loaded.evaluate(x, verbose=0, return_dict=True)
+    assert again["loss"] == pytest.approx(evaluated["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_reference_self_scores_against_numpy_loop():
+    from test_estimators import np_reference_infonce
+
+    dim = DeepInfoMax(
+        tiny_encoder(), "local", estimator="nce", alpha=0.0, nce_self_score=-10.0
+    )
+    loss, scores = _local_loss_and_np_scores(dim, images(5))
+    log_k = math.log(4 * scores.shape[2] + 1)
+    assert -loss - log_k == pytest.approx(
+        np_reference_infonce(scores), rel=1e-4, abs=1e-5
+    )
+
+
+def test_new_arguments_raise_value_errors_naming_them():
+    encoder = tiny_encoder()
+    with pytest.raises(ValueError, match="argument critic.*Received: critic='x'"):
+        DeepInfoMax(encoder, "local", critic="x")
+    with pytest.raises(ValueError, match="argument gradient_penalty"):
+        DeepInfoMax(encoder, "local", gradient_penalty=-1.0)
+    with pytest.raises(ValueError, match="argument nce_self_score"):
+        DeepInfoMax(encoder, "local", nce_self_score="low")
+    with pytest.raises(ValueError, match="argument nce_self_score"):
+        DeepInfoMax(
+            encoder, "local", nce_self_score=-10.0, local_negatives="same_position"
+        )

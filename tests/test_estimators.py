@@ -236,3 +236,93 @@ def test_bad_arguments():
         estimators.jsd_lower_bound(np.zeros(3))
     with pytest.raises(ValueError, match="scores.*n <= N"):
         estimators.dv_lower_bound(np.zeros((3, 2)))
+
+
+def np_reference_infonce(scores, self_score=-10.0):
+    """A transcription of rdevon/DIM's ``infonce_loss`` (dim_losses.py lines
+    87-104) on ``scores[i, j, p]``: the softmax over the positive, then the
+    ``N L`` entries ``u_n[i, j, p']`` with the image's own set to -10; it
+    returns the mean log-probability of the positive (minus the loss)."""
+    n = scores.shape[0]
+    rest = scores.reshape(n, n, -1)
+    positions = rest.shape[2]
+    terms = []
+    for i in range(n):
+        row = [
+            self_score if j == i else rest[i, j, q]
+            for j in range(n)
+            for q in range(positions)
+        ]
+        for p in range(positions):
+            terms.append(rest[i, i, p] - _logsumexp([rest[i, i, p]] + row))
+    return sum(terms) / len(terms)
+
+
+def np_reference_dv(scores):
+    """rdevon/DIM's ``donsker_varadhan_loss`` value (line 148), negated:
+    the negatives' sum divided by N (N - 1) whatever L, and its 1e-6."""
+    n = scores.shape[0]
+    pos, neg = _pairs(scores)
+    top = max(neg)
+    e_neg = (
+        math.log(sum(math.exp(v - top) for v in neg) + 1e-6)
+        + top
+        - math.log(n * (n - 1))
+    )
+    return sum(pos) / len(pos) - e_neg
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_nce_self_score_matches_the_reference_transcription(shape):
+    # nce_lower_bound adds the constant log K; the reference returns the
+    # mean log-probability only. With self_score=-10 the rest is the same.
+    scores = np.random.default_rng(7 + len(shape)).normal(scale=0.3, size=shape)
+    n = shape[0]
+    positions = math.prod(shape[2:])
+    log_k = math.log((n - 1) * positions + 1)
+    got = float(numpy(estimators.nce_lower_bound(scores, self_score=-10.0)))
+    reference = np_reference_infonce(scores)
+    assert got - log_k == pytest.approx(reference, rel=rtol(), abs=rtol())
+    # The default leaves the own positions out: a small, non-zero difference.
+    default = float(numpy(estimators.nce_lower_bound(scores)))
+    assert default == pytest.approx(np_nce_all_positions(scores), rel=rtol())
+    assert 1e-8 < abs(default - got) < 1e-3
+    via = estimators.mutual_information(scores, "nce", self_score=-10.0)
+    assert float(numpy(via)) == pytest.approx(got, abs=1e-12)
+
+
+def test_nce_self_score_gradient_matches_finite_differences():
+    scores = np.random.default_rng(3).normal(scale=0.5, size=(3, 3, 2))
+
+    def fn(s):
+        return estimators.nce_lower_bound(s, self_score=-1.0)
+
+    _, grad = value_and_grad(fn, scores)
+    eps = 1e-5 if FLOAT64 else 1e-2
+    for index in [(0, 0, 0), (0, 1, 1), (2, 2, 1)]:
+        up, down = scores.copy(), scores.copy()
+        up[index] += eps
+        down[index] -= eps
+        fd = (float(numpy(fn(up))) - float(numpy(fn(down)))) / (2 * eps)
+        assert grad[index] == pytest.approx(fd, rel=1e-3 if FLOAT64 else 5e-2, abs=1e-4)
+
+
+def test_nce_self_score_bad_values_raise():
+    with pytest.raises(ValueError, match="argument self_score.*Received"):
+        estimators.nce_lower_bound(np.zeros((2, 2)), self_score=float("nan"))
+    with pytest.raises(ValueError, match="argument self_score.*same_position"):
+        estimators.nce_lower_bound(
+            np.zeros((2, 2, 3)), negatives="same_position", self_score=-10.0
+        )
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (4, 4, 3), (3, 3, 2, 2)])
+def test_dv_value_differs_from_the_reference_by_log_positions(shape):
+    # The documented difference: the reference divides N (N - 1) L terms by
+    # N (N - 1); the package's log-mean-exp is the bound's.
+    scores = np.random.default_rng(11).normal(size=shape)
+    got = float(numpy(estimators.dv_lower_bound(scores)))
+    positions = math.prod(shape[2:])
+    assert got - math.log(positions) == pytest.approx(
+        np_reference_dv(scores), rel=rtol(single=1e-5), abs=1e-5
+    )

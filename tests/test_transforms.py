@@ -10,7 +10,7 @@ from helpers import numpy, rtol
 from keras_disentangle import transforms
 
 
-def np_affine(theta, tx, ty, s, phi, height, width):
+def np_affine(theta, tx, ty, s, phi, height, width, shear_form="sin"):
     """T(c + t size) R Sh S T(-c), composed from explicit matrices."""
     cx, cy = (width - 1) / 2, (height - 1) / 2
     shift_back = np.array(
@@ -23,7 +23,10 @@ def np_affine(theta, tx, ty, s, phi, height, width):
             [0, 0, 1],
         ]
     )
-    shear = np.array([[1, math.tan(phi), 0], [0, 1, 0], [0, 0, 1]])
+    if shear_form == "tan":
+        shear = np.array([[1, math.tan(phi), 0], [0, 1, 0], [0, 0, 1]])
+    else:  # the reference's
+        shear = np.array([[1, -math.sin(phi), 0], [0, math.cos(phi), 0], [0, 0, 1]])
     scale = np.diag([s, s, 1.0])
     centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]])
     return shift_back @ rotate @ shear @ scale @ centre
@@ -103,7 +106,8 @@ def test_sample_affine_reproducible_with_seed_generator():
     assert not np.allclose(a, c)
 
 
-def test_affine_matrices_match_numpy_composition():
+@pytest.mark.parametrize("shear_form", ["sin", "tan"])
+def test_affine_matrices_match_numpy_composition(shear_form):
     rng = np.random.default_rng(0)
     params = np.stack(
         [
@@ -115,10 +119,12 @@ def test_affine_matrices_match_numpy_composition():
         ],
         axis=1,
     )
-    got = numpy(transforms.affine_matrices(params, 10, 14))
+    got = numpy(transforms.affine_matrices(params, 10, 14, shear_form))
     for k in range(5):
         np.testing.assert_allclose(
-            got[k], np_affine(*params[k], 10, 14), atol=1e-10 if rtol() < 1e-6 else 1e-4
+            got[k],
+            np_affine(*params[k], 10, 14, shear_form),
+            atol=1e-10 if rtol() < 1e-6 else 1e-4,
         )
 
 
@@ -284,3 +290,191 @@ def test_sample_projective_int_seed_draws_like_a_seed_generator():
         transforms.sample_projective(64, seed=keras.random.SeedGenerator(3))
     )
     np.testing.assert_allclose(a, b)
+
+
+# --- Against NumPy transcriptions of maple-research-lab/AET's code. ---
+
+
+def np_torchvision_inverse_affine(center, angle, translate, scale, shear):
+    """torchvision 0.2's ``_get_inverse_affine_matrix`` (which AET's
+    ``cifar/affine/dataset.py`` line 200 calls), transcribed: the 2 x 3
+    matrix from an output point to the input point it reads."""
+    angle, shear, scale = math.radians(angle), math.radians(shear), 1.0 / scale
+    d = math.cos(angle + shear) * math.cos(angle) + math.sin(angle + shear) * math.sin(
+        angle
+    )
+    matrix = [
+        math.cos(angle + shear), math.sin(angle + shear), 0,
+        -math.sin(angle), math.cos(angle), 0,
+    ]  # fmt: skip
+    matrix = [scale / d * m for m in matrix]
+    matrix[2] += matrix[0] * (-center[0] - translate[0]) + matrix[1] * (
+        -center[1] - translate[1]
+    )
+    matrix[5] += matrix[3] * (-center[0] - translate[0]) + matrix[4] * (
+        -center[1] - translate[1]
+    )
+    matrix[2] += center[0]
+    matrix[5] += center[1]
+    return np.array(matrix).reshape(2, 3)
+
+
+def test_reference_shear_form_matches_torchvision_transcription():
+    rng = np.random.default_rng(4)
+    height, width = 10, 14
+    params = np.stack(
+        [
+            rng.uniform(-3, 3, 6),
+            np.round(rng.uniform(-0.2, 0.2, 6) * width) / width,
+            np.round(rng.uniform(-0.2, 0.2, 6) * height) / height,
+            rng.uniform(0.7, 1.3, 6),
+            rng.uniform(-0.5, 0.5, 6),
+        ],
+        axis=1,
+    )
+    got = numpy(transforms.affine_matrices(params, height, width))  # "sin"
+    centre = ((width - 1) / 2, (height - 1) / 2)  # the package's centre
+    for k in range(6):
+        theta, tx, ty, s, phi = params[k]
+        reference = np_torchvision_inverse_affine(
+            centre, math.degrees(theta), (tx * width, ty * height), s,
+            math.degrees(phi),
+        )  # fmt: skip
+        inverse = np.linalg.inv(got[k].astype("float64"))
+        np.testing.assert_allclose(inverse[:2], reference, atol=rtol(1e-9, 1e-4))
+    # The issue's numbers at 30 degrees of shear, no rotation, unit scale.
+    one = np.array([[0.0, 0.0, 0.0, 1.0, math.radians(30)]])
+    sin_form = numpy(transforms.affine_matrices(one, 8, 8))[0]
+    tan_form = numpy(transforms.affine_matrices(one, 8, 8, shear_form="tan"))[0]
+    np.testing.assert_allclose(sin_form[:2, :2], [[1, -0.5], [0, 0.866025]], atol=1e-5)
+    np.testing.assert_allclose(tan_form[:2, :2], [[1, 0.577350], [0, 1]], atol=1e-5)
+    with pytest.raises(ValueError, match="argument shear_form"):
+        transforms.affine_matrices(one, 8, 8, shear_form="cot")
+
+
+def test_whole_pixel_translations():
+    params = numpy(transforms.sample_affine(2000, seed=1, size=(28, 32)))
+    tx, ty = params[:, 1] * 32, params[:, 2] * 28
+    np.testing.assert_allclose(tx, np.round(tx), atol=1e-4)
+    np.testing.assert_allclose(ty, np.round(ty), atol=1e-4)
+    assert np.abs(np.round(tx)).max() == 6 and np.abs(np.round(ty)).max() == 6
+    assert len(np.unique(np.round(tx))) == 13  # round(U(-6.4, 6.4))
+    continuous = numpy(transforms.sample_affine(5, seed=1))
+    assert not np.allclose(continuous[:, 1] * 32, np.round(continuous[:, 1] * 32))
+
+
+def np_crop_and_flip(image, i, j, flip, padding):
+    """torchvision's RandomCrop(size, padding) at offsets (i, j), then a
+    horizontal flip: by padding and slicing."""
+    height, width = image.shape[:2]
+    padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+    out = padded[i : i + height, j : j + width]
+    return out[:, ::-1] if flip else out
+
+
+def test_crop_and_flip_matches_numpy_pad_and_slice():
+    padding, height, width = 2, 6, 7
+    m = numpy(transforms.crop_and_flip_matrices(40, 0, height, width, padding))
+    x = np.random.default_rng(0).uniform(size=(40, height, width, 1))
+    x = x.astype("float32")
+    got = numpy(transforms.apply_transform(x, m, interpolation="nearest"))
+    seen = set()
+    for n in range(40):
+        flip = bool(m[n, 0, 0] < 0)
+        dx = -m[n, 0, 2] + (width - 1) if flip else m[n, 0, 2]
+        i, j = int(round(padding - m[n, 1, 2])), int(round(padding - dx))
+        assert 0 <= i <= 2 * padding and 0 <= j <= 2 * padding
+        np.testing.assert_array_equal(
+            got[n], np_crop_and_flip(x[n], i, j, flip, padding)
+        )
+        seen.add((i, j, flip))
+    assert {f for *_, f in seen} == {False, True} and len(seen) > 15
+
+
+def np_find_coeffs(pa, pb):
+    """AET's ``find_coeffs`` (cifar/projective/dataset.py lines 125-135)."""
+    matrix = []
+    for p1, p2 in zip(pa, pb, strict=True):
+        matrix.append([p1[0], p1[1], 1, 0, 0, 0, -p2[0] * p1[0], -p2[0] * p1[1]])
+        matrix.append([0, 0, 0, p1[0], p1[1], 1, -p2[1] * p1[0], -p2[1] * p1[1]])
+    a = np.array(matrix, dtype=float)
+    b = np.array(pb, dtype=float).reshape(8)
+    return np.linalg.inv(a.T @ a) @ a.T @ b
+
+
+def np_reference_projective(scale, rotation, shift, width, height):
+    """AET's ``__getitem__`` (dataset.py lines 157-173) for given draws."""
+    center = (width * 0.5 + 0.5, height * 0.5 + 0.5)
+    cx, cy = center
+    pts = [
+        ((0 - cx) * scale + cx, (0 - cy) * scale + cy),
+        ((width - cx) * scale + cx, (0 - cy) * scale + cy),
+        ((width - cx) * scale + cx, (height - cy) * scale + cy),
+        ((0 - cx) * scale + cx, (height - cy) * scale + cy),
+    ]
+    pts = [pts[(ii + rotation) % 4] for ii in range(4)]
+    pts = [
+        (pts[ii][0] + shift[2 * ii], pts[ii][1] + shift[2 * ii + 1]) for ii in range(4)
+    ]
+    return np_find_coeffs(pts, [(0, 0), (width, 0), (width, height), (0, height)])
+
+
+def np_warp_pil_coefficients(image, coeffs):
+    """Output pixel (r, c), PIL point (c + .5, r + .5), reads the input at the
+    coefficients' point (PIL's PERSPECTIVE), bilinearly, 0 outside."""
+    a0, a1, a2, b0, b1, b2, c0, c1 = coeffs
+    height, width = image.shape[:2]
+    matrix = np.array([[a0, a1, a2], [b0, b1, b2], [c0, c1, 1.0]])
+    shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+    inverse_pixels = np.linalg.inv(shift) @ matrix @ shift
+    return np_warp_bilinear(image, np.linalg.inv(inverse_pixels))
+
+
+def test_reference_projective_matches_numpy_transcription():
+    rng = np.random.default_rng(5)
+    n, height, width = 4, 32, 32
+    scale = rng.uniform(0.8, 1.2, n)
+    rotation = rng.integers(0, 4, n)
+    shift = rng.integers(-4, 5, (n, 8)).astype(float)
+    m, c = transforms.projective_pixels_from(
+        scale, rotation, shift.reshape(n, 4, 2), height, width
+    )
+    m, c = numpy(m), numpy(c)
+    for k in range(n):
+        reference = np_reference_projective(
+            scale[k], rotation[k], shift[k], width, height
+        )
+        np.testing.assert_allclose(c[k], reference, rtol=2e-3, atol=2e-4)
+    # The warp reads where the coefficients say (pixel for pixel).
+    image = rng.uniform(size=(n, height, width, 1)).astype("float32")
+    warped = numpy(transforms.apply_transform(image, m))
+    for k in range(n):
+        expected = np_warp_pil_coefficients(image[k], c[k].astype("float64"))
+        np.testing.assert_allclose(warped[k], expected, atol=2e-3)
+    # Standardised as main.py line 57 at 32 px.
+    mean = np.array([0, 0, 16, 0, 0, 16, 0, 0.0])
+    std = np.array([1, 1, 20, 1, 1, 20, 0.015, 0.015])
+    np.testing.assert_allclose(
+        numpy(transforms.projective_standardize(c, 32, 32)), (c - mean) / std,
+        rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
+
+
+def test_sample_projective_pixels_draws_whole_pixel_corners():
+    n, height, width = 300, 32, 28
+    m, c = transforms.sample_projective_pixels(n, 0, height, width)
+    # Replay the draws (scale, quarter turns, x shifts, y shifts) in order.
+    g = keras.random.SeedGenerator(0)
+    s = numpy(keras.random.uniform((n,), minval=0.8, maxval=1.2, seed=g))
+    k = numpy(keras.random.randint((n,), 0, 4, seed=g))
+    sx = numpy(keras.random.randint((n, 4, 1), -3, 4, seed=g))  # int(.125 * 28)
+    sy = numpy(keras.random.randint((n, 4, 1), -4, 5, seed=g))  # int(.125 * 32)
+    assert set(np.unique(k)) == {0, 1, 2, 3}
+    assert set(np.unique(sx)) == set(range(-3, 4))
+    assert set(np.unique(sy)) == set(range(-4, 5))
+    m2, c2 = transforms.projective_pixels_from(
+        s, k, np.concatenate([sx, sy], -1).astype("float32"), height, width
+    )
+    np.testing.assert_allclose(numpy(c), numpy(c2), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(numpy(m), numpy(m2), rtol=1e-6, atol=1e-6)
+    assert np.all(np.isfinite(numpy(c)))

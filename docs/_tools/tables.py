@@ -484,6 +484,23 @@ def _spearman(rows: list[dict], a: str, b: str) -> float:
     )
 
 
+def dim_aet() -> str:
+    """docs/dim_aet.md: linear and non-linear probes of the reduced runs."""
+    rows = read_csv("dim_aet", "probes.csv")
+    columns = ("trained", "untrained", "trained_nonlinear", "untrained_nonlinear")
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["dataset"], row["epochs"]), []).append(row)
+    body = []
+    for (model, dataset, epochs), members in groups.items():
+        means = [sum(float(r[c]) for r in members) / len(members) for c in columns]
+        seeds = ", ".join(r["seed"] for r in members)
+        body.append([model, dataset, epochs, seeds] + [f3(m) for m in means])
+    header = ["model", "data", "epochs", "seeds", "linear: trained"]
+    header += ["linear: untrained", "non-linear: trained", "non-linear: untrained"]
+    return markdown(header, body) + f"\n\n{provenance('dim_aet')}\n"
+
+
 #: Block name -> function returning its markdown (ending with a newline).
 TABLES: dict[str, Callable[[], str]] = {
     "forced_to_learn": forced_to_learn,
@@ -494,6 +511,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "conv_autoencoder_table1": conv_autoencoder_table1,
     "conv_autoencoder_differences": conv_autoencoder_differences,
     "factors": factors,
+    "dim_aet": dim_aet,
 }
 
 

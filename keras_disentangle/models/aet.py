@@ -27,6 +27,8 @@ __all__ = ["AET"]
 _register = keras.saving.register_keras_serializable(package="keras_disentangle")
 
 _N_TARGETS = {"affine": 6, "projective": 8}
+TARGETS = ("inverse", "forward")
+HEADS = ("linear", "mlp")
 _DEFAULT_SCALE = {"affine": (0.7, 1.3), "projective": (0.8, 1.2)}
 
 
@@ -58,6 +60,15 @@ def _check_scale(scale):
     return (float(scale[0]), float(scale[1]))
 
 
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"Invalid value for argument {name}: expected True or False. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
 def _pool(features):
     """Global average pooling over every axis but the first and the last."""
     if len(features.shape) > 2:
@@ -77,14 +88,39 @@ class AET(SeedStateMixin, keras.Model):
 
     ``L = mean || head([pool E(x), pool E(t(x))]) - target(t) ||^2``.
 
-    ``transform="affine"``: rotation in +-``rotation`` degrees, translation
-    in +-``translation`` of the size, scale in ``scale`` and shear in
-    +-``shear`` degrees; the targets are ``(cos, sin, tx, ty, scale,
-    shear)`` rescaled to [-1, 1]. ``transform="projective"``: the image
-    corners moved by up to +-``corner`` of the size, a scale in ``scale``
-    and a rotation by a multiple of 90 degrees; the targets are the 8
-    coefficients of the homography in normalised coordinates (see
-    ``keras_disentangle.transforms``). Both run on TensorFlow, JAX and
+    The defaults follow the authors' code (maple-research-lab/AET, commit
+    ``042be33``, ``cifar/affine`` and ``cifar/projective``):
+
+    - ``crop_and_flip=True``: during training each image is first cropped
+      with padding 4 and flipped left-right at random (``main.py`` lines
+      59-60), and the encoder sees that image ``x'`` and its warp ``t(x')``;
+      as Keras's augmentation layers, only in training (``predict`` and
+      ``evaluate`` see the images as given; ``compute_loss`` with
+      ``training=True`` encodes ``x'`` itself);
+    - ``transform="affine"``: rotation in +-``rotation`` degrees,
+      translation in +-``translation`` of the size (whole pixels with
+      ``integer_translation=True``, ``dataset.py`` line 160), scale in
+      ``scale`` and shear in +-``shear`` degrees with the reference's
+      ``shear_form="sin"`` (``s R [[1, -sin phi], [0, cos phi]]``,
+      torchvision 0.2's); the targets are ``(cos, sin, tx, ty, scale,
+      shear)`` rescaled to [-1, 1] (``dataset.py`` lines 211-216);
+    - ``transform="projective"``, ``target="inverse"``: the corners scaled
+      by ``scale``, turned by a multiple of 90 degrees and moved by whole
+      pixels (up to ``corner`` of the size, 4 px at 32); the target is the
+      8 coefficients of the inverse pixel homography standardised as the
+      reference's (``transforms.projective_standardize``);
+    - ``head="linear"``: one Dense layer on the concatenated features, with
+      ``tanh`` for affine (``NetworkInNetwork.py``, ``Regressor``).
+
+    The package's earlier behaviour stays behind arguments:
+    ``shear_form="tan"``, ``integer_translation=False``,
+    ``crop_and_flip=False``, ``target="forward"`` (the forward homography
+    in ``[-1, 1]`` coordinates, unstandardised, corners moved in
+    normalised units) and ``head="mlp"`` (``Dense(head_units, relu)`` then
+    ``Dense``). Still different from the reference: the affine warp's
+    centre is half a pixel away (see ``keras_disentangle.transforms``) and
+    outside points are filled with 0, not grey. Both transforms run on
+    TensorFlow, JAX and
     PyTorch, inside ``jit_compile``. The model only overrides
     ``compute_loss``, adding the encoder's regularization losses (activity
     penalties averaged over the two passes); ``y`` and ``sample_weight`` are
@@ -111,7 +147,8 @@ class AET(SeedStateMixin, keras.Model):
             ``(batch, H, W, C)`` (channels last, H and W known) to one output,
             a vector or a feature map.
         transform: ``"affine"`` (default) or ``"projective"``.
-        head_units: width of the head's hidden layer (0: a linear head).
+        head_units: width of the hidden layer of ``head="mlp"`` (0: a
+            linear head without tanh).
         rotation: the largest rotation in degrees, in [0, 180] (affine).
         translation: the largest translation, a fraction of the size in
             [0, 1] (affine).
@@ -120,6 +157,14 @@ class AET(SeedStateMixin, keras.Model):
         shear: the largest shear angle in degrees, in [0, 60] (affine).
         corner: the largest corner displacement, a fraction of the size in
             [0, 0.25] (projective).
+        shear_form: ``"sin"`` (default, the reference's) or ``"tan"``.
+        integer_translation: whole-pixel affine translations and projective
+            corner moves (default True, the reference's).
+        crop_and_flip: the reference's random crop (padding 4) and flip
+            before the warp, in training (default True).
+        target: ``"inverse"`` (default, the reference's standardised inverse
+            pixel homography) or ``"forward"`` (projective only).
+        head: ``"linear"`` (default) or ``"mlp"``.
         seed: seed of the transformations (None or an int >= 0).
         **kwargs: passed to ``keras.Model`` (``name``, ...).
 
@@ -152,6 +197,11 @@ class AET(SeedStateMixin, keras.Model):
         shear: float = 30.0,
         corner: float = 0.125,
         seed: int | None = None,
+        shear_form: str = "sin",
+        integer_translation: bool = True,
+        crop_and_flip: bool = True,
+        target: str = "inverse",
+        head: str = "linear",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -163,15 +213,26 @@ class AET(SeedStateMixin, keras.Model):
         self.shear = _check_at_most("shear", shear, 60.0)
         self.corner = _check_at_most("corner", corner, 0.25)
         self.seed = check_seed("seed", seed)
+        self.shear_form = check_choice("shear_form", shear_form, transforms.SHEAR_FORMS)
+        self.integer_translation = _check_bool(
+            "integer_translation", integer_translation
+        )
+        self.crop_and_flip = _check_bool("crop_and_flip", crop_and_flip)
+        self.target = check_choice("target", target, TARGETS)
+        self.head_form = check_choice("head", head, HEADS)
         self.encoder = encoder
         self._image_shape = self._check_encoder(encoder)
 
         feature_dim = encoder.outputs[0].shape[-1]
-        head = [keras.Input((2 * feature_dim,))]
-        if self.head_units:
-            head.append(keras.layers.Dense(self.head_units, activation="relu"))
-        head.append(keras.layers.Dense(_N_TARGETS[transform]))
-        self.head = keras.Sequential(head, name="transform_head")
+        layers = [keras.Input((2 * feature_dim,))]
+        if self.head_form == "linear":
+            activation = "tanh" if transform == "affine" else None
+            layers.append(keras.layers.Dense(_N_TARGETS[transform], activation))
+        else:
+            if self.head_units:
+                layers.append(keras.layers.Dense(self.head_units, activation="relu"))
+            layers.append(keras.layers.Dense(_N_TARGETS[transform]))
+        self.head = keras.Sequential(layers, name="transform_head")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.mse_tracker = keras.metrics.Mean(name="transform_mse")
 
@@ -207,6 +268,14 @@ class AET(SeedStateMixin, keras.Model):
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         return self.encoder(inputs, training=training)
 
+    def crop_and_flip_images(self, x: Any) -> Any:
+        """The reference's random crop (padding 4) and left-right flip."""
+        height, width = self._image_shape
+        matrices = transforms.crop_and_flip_matrices(
+            ops.shape(x)[0], self.seed_generator, height, width, padding=4
+        )
+        return self.transform_images(x, matrices, interpolation="nearest")
+
     def sample_transforms(self, batch_size: Any) -> tuple[Any, Any]:
         """Draws ``batch_size`` transformations.
 
@@ -227,25 +296,43 @@ class AET(SeedStateMixin, keras.Model):
                 translation=self.translation,
                 scale=self.scale,
                 shear=self.shear,
+                size=(height, width) if self.integer_translation else None,
             )
             targets = transforms.affine_targets(
                 params, translation=self.translation, scale=self.scale, shear=self.shear
             )
-            return transforms.affine_matrices(params, height, width), targets
+            matrices = transforms.affine_matrices(
+                params, height, width, shear_form=self.shear_form
+            )
+            return matrices, targets
+        if self.target == "inverse":
+            matrices, coefficients = transforms.sample_projective_pixels(
+                batch_size,
+                self.seed_generator,
+                height,
+                width,
+                corner=self.corner,
+                scale=self.scale,
+                integer=self.integer_translation,
+            )
+            targets = transforms.projective_standardize(coefficients, height, width)
+            return matrices, targets
         h = transforms.sample_projective(
             batch_size, self.seed_generator, corner=self.corner, scale=self.scale
         )
         matrices = transforms.normalized_to_pixels(h, height, width)
         return matrices, transforms.projective_targets(h)
 
-    def transform_images(self, x: Any, matrices: Any) -> Any:
+    def transform_images(
+        self, x: Any, matrices: Any, interpolation: str = "bilinear"
+    ) -> Any:
         """Warps a batch ``(N, H, W)`` or ``(N, H, W, C)`` by ``matrices``."""
         x = ops.convert_to_tensor(x)
         dtype = x.dtype
         images = ops.cast(x, "float32")
         if len(x.shape) == 3:
             images = ops.expand_dims(images, -1)
-        warped = transforms.apply_transform(images, matrices)
+        warped = transforms.apply_transform(images, matrices, interpolation)
         if len(x.shape) == 3:
             warped = ops.squeeze(warped, -1)
         return ops.cast(warped, dtype)
@@ -259,7 +346,14 @@ class AET(SeedStateMixin, keras.Model):
         training: bool = True,
     ) -> Any:
         """The transform MSE plus the encoder's losses, scaled per replica."""
-        if y_pred is None:
+        if training and self.crop_and_flip:
+            # The reference's augmentation: the encoder sees x' = crop_flip(x)
+            # and t(x'). The features of x that Keras computed are not used
+            # (a compiled step prunes them; no state is shared between the
+            # replicas' threads).
+            x = self.crop_and_flip_images(x)
+            y_pred = self.encoder(x, training=training)
+        elif y_pred is None:
             y_pred = self.encoder(x, training=training)
         # Regularization losses of the first pass: calling the encoder again
         # replaces its activity losses with those of the second pass.
@@ -297,6 +391,11 @@ class AET(SeedStateMixin, keras.Model):
                 "shear": self.shear,
                 "corner": self.corner,
                 "seed": self.seed,
+                "shear_form": self.shear_form,
+                "integer_translation": self.integer_translation,
+                "crop_and_flip": self.crop_and_flip,
+                "target": self.target,
+                "head": self.head_form,
             }
         )
         return config

@@ -12,6 +12,7 @@ from keras_disentangle import _distribute, estimators
 from keras_disentangle._backend import (
     apply_gradients,
     backend_name,
+    differentiable_input_gradient,
     stateless_train_step,
     variable_gradients,
 )
@@ -29,9 +30,11 @@ from keras_disentangle.models._serialization import (
     deserialize_sub_objects,
 )
 
-__all__ = ["DeepInfoMax"]
+__all__ = ["DeepInfoMax", "MI1x1ConvNet"]
 
 _register = keras.saving.register_keras_serializable(package="keras_disentangle")
+
+CRITICS = ("projection", "reference")
 
 
 class _Projection(keras.layers.Layer):
@@ -53,11 +56,98 @@ class _Projection(keras.layers.Layer):
         self.out.build(tuple(input_shape[:-1]) + (self.units,))
         self.shortcut.build(input_shape)
 
-    def call(self, x):
+    def call(self, x, training=None):
         return self.out(self.hidden(x)) + self.shortcut(x)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
+
+
+@_register
+class MI1x1ConvNet(keras.layers.Layer):
+    """The reference critic of Deep InfoMax: a residual 1x1 convolution.
+
+    A Keras port of rdevon/DIM's ``MI1x1ConvNet``
+    (``cortex_DIM/nn_modules/mi_networks.py`` lines 68-120):
+
+    ``h = LayerNorm(W2 relu(BatchNorm(W1 x)) + b2 + Ws x)``
+
+    on the last axis, so that on a ``(N, L, C)`` or ``(N, H, W, C)`` map it
+    is a 1x1 convolution and on a ``(N, C)`` vector a dense block. ``W1`` has
+    no bias; BatchNorm and LayerNorm use PyTorch's ``epsilon=1e-5`` and
+    momentum (Keras ``momentum=0.9``). The shortcut ``Ws`` starts as a
+    noisy identity, as the reference's (lines 99-104): entries uniform in
+    ``[-0.01, 0.01]`` with ``Ws[i, i] = 1`` for ``i < C``, when
+    ``units >= C``; with ``units < C`` (no identity exists) the shortcut
+    keeps the default Glorot initialisation (the reference keeps PyTorch's
+    default there).
+
+    Saving: registered with Keras, so a model holding it saves to
+    ``.keras`` and loads back with ``keras.saving.load_model`` after
+    ``import keras_disentangle``.
+
+    Args:
+        units: the output width, an int >= 1.
+        **kwargs: passed to ``keras.layers.Layer``.
+
+    Example:
+
+        >>> import numpy as np
+        >>> layer = MI1x1ConvNet(4)
+        >>> tuple(layer(np.zeros((2, 5, 3), "float32")).shape)
+        (2, 5, 4)
+
+    References:
+        Hjelm et al., ICLR 2019; github.com/rdevon/DIM.
+    """
+
+    def __init__(self, units: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("units", units)
+        self.hidden = keras.layers.Dense(units, use_bias=False, name="hidden")
+        self.batch_norm = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, name="batch_norm"
+        )
+        self.out = keras.layers.Dense(units, name="out")
+        self.shortcut = keras.layers.Dense(
+            units,
+            use_bias=False,
+            kernel_initializer=keras.initializers.RandomUniform(-0.01, 0.01),
+            name="shortcut",
+        )
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, name="layer_norm"
+        )
+
+    def build(self, input_shape):
+        inner = tuple(input_shape[:-1]) + (self.units,)
+        self.hidden.build(input_shape)
+        self.batch_norm.build(inner)
+        self.out.build(inner)
+        self.shortcut.build(input_shape)
+        self.layer_norm.build(inner)
+        channels = input_shape[-1]
+        if self.units >= channels:
+            kernel = self.shortcut.kernel
+            eye = ops.eye(channels, self.units, dtype=kernel.dtype)
+            kernel.assign(ops.where(eye > 0, eye, kernel.value))
+        else:
+            kernel = self.shortcut.kernel
+            kernel.assign(
+                keras.initializers.GlorotUniform()(tuple(kernel.shape), kernel.dtype)
+            )
+
+    def call(self, x, training=None):
+        h = keras.activations.relu(self.batch_norm(self.hidden(x), training=training))
+        return self.layer_norm(self.out(h) + self.shortcut(x))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"units": self.units})
+        return config
 
 
 def _names(model) -> list[str]:
@@ -156,6 +246,26 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
     features at position ``p`` only (cheaper in the softmax, a weaker task).
     A batch of one sample has no negatives: its estimates are 0 (no NaN).
 
+    **Against the reference code** (rdevon/DIM, commit ``bac4765``): the
+    JSD values and gradients, the DV gradients, InfoNCE over all positions
+    and the prior-matching losses agree with it to 1e-5 on the same scores.
+    Two differences remain, both stated where they live:
+
+    - DV's value: ``donsker_varadhan_loss``
+      (``cortex_DIM/functions/dim_losses.py`` line 148) divides the
+      negatives' sum of ``N (N - 1) L`` terms by ``N (N - 1)``, so its
+      estimate is this one minus ``log L`` for a map of ``L > 1`` positions
+      (same gradient); the package keeps the true log-mean-exp, the DV bound.
+    - InfoNCE's self-scores: ``infonce_loss`` (same file, line 96) keeps an
+      image's own ``L`` positions in the softmax with score ``-10``; they are
+      left out by default and put back with ``nce_self_score=-10.0``.
+
+    ``critic="projection"`` (default) scores with the package's residual
+    projections ``W2 relu(W1 x) + Ws x``; ``critic="reference"`` with the
+    reference's ``MI1x1ConvNet`` (BatchNorm in the block, a final
+    LayerNorm, the shortcut started at a noisy identity; see
+    ``MI1x1ConvNet``).
+
     With ``gamma > 0`` a discriminator ``D`` learns to tell ``y`` from
     samples of the uniform prior on ``[0, 1]^D`` with its own optimizer,
     one step after each encoder step (a real alternating min-max, written
@@ -165,6 +275,17 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
     discriminator's variables are not among the model's
     ``trainable_variables``. Under the ``"mixed_float16"`` policy the
     discriminator's optimizer gets loss scaling as the main one does.
+    The discriminator's loss carries the reference's gradient penalty
+    (Mescheder et al. 2018; rdevon/DIM ``cortex_DIM/models/discriminator.py``
+    lines 47-49 and ``cortex_DIM/functions/gradient_penalty.py`` line 40):
+
+    ``L_D = mean softplus(-D(p)) + mean softplus(D(y))
+    + gradient_penalty * (E_p ||grad_x D(x)||^2 + E_y ||grad_x D(x)||^2) / 2``
+
+    with ``p`` the prior samples and ``y`` the encoder's (gradient-stopped)
+    vectors; the input gradient is differentiated again with respect to
+    ``D``'s weights on every backend (``_backend.differentiable_input_gradient``).
+    ``gradient_penalty=0`` turns it off (the package's form before 0.3).
 
     **Several devices.** Under a ``tf.distribute`` strategy with ``R``
     replicas every loss term is scaled per replica like Keras's own, and the
@@ -182,7 +303,8 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
 
     ``predict`` returns the encoder's global vectors. Logs show ``loss`` and
     the terms ``global_mi``, ``local_mi`` (the estimates, in nats) and, with
-    ``gamma > 0``, ``prior_loss`` and ``discriminator_loss``. The model and
+    ``gamma > 0``, ``prior_loss``, ``discriminator_loss`` (penalty included)
+    and ``gradient_penalty``. The model and
     the state of its random prior samples save to ``.keras`` and load back
     after ``import keras_disentangle``.
 
@@ -209,6 +331,13 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         synchronized: score against the global batch under a distribution
             strategy (see above).
         seed: seed of the prior samples (None or an int >= 0).
+        critic: ``"projection"`` (default) or ``"reference"`` (rdevon/DIM's
+            ``MI1x1ConvNet``).
+        gradient_penalty: weight of the discriminator's gradient penalty,
+            >= 0 (default 1.0, the reference's; ``gamma > 0`` only).
+        nce_self_score: None (default) or the score of an image's own
+            positions in the InfoNCE softmax (the reference's ``-10.0``;
+            ``estimator="nce"`` with ``"all_positions"`` only).
         **kwargs: passed to ``keras.Model`` (``name``, ...).
 
     Example:
@@ -227,7 +356,8 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         Hjelm, Fedorov, Lavoie-Marchildon, Grewal, Bachman, Trischler &
         Bengio, "Learning deep representations by mutual information
         estimation and maximization", ICLR 2019. Reference code:
-        github.com/rdevon/DIM.
+        github.com/rdevon/DIM. Mescheder, Geiger & Nowozin, "Which training
+        methods for GANs do actually converge?", ICML 2018 (the penalty).
     """
 
     def __init__(
@@ -244,6 +374,9 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         local_negatives: str = "all_positions",
         synchronized: bool = False,
         seed: int | None = None,
+        critic: str = "projection",
+        gradient_penalty: float = 1.0,
+        nce_self_score: float | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -268,6 +401,18 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         )
         self.synchronized = check_bool("synchronized", synchronized)
         self.seed = check_seed("seed", seed)
+        self.critic = check_choice("critic", critic, CRITICS)
+        self.gradient_penalty = check_non_negative("gradient_penalty", gradient_penalty)
+        self.nce_self_score = estimators.check_self_score(
+            nce_self_score, "nce_self_score"
+        )
+        if self.nce_self_score is not None and local_negatives == "same_position":
+            raise ValueError(
+                "Invalid value for argument nce_self_score: expected None with "
+                "local_negatives='same_position' (the reference's self-scores "
+                "belong to the 'all_positions' form). "
+                f"Received: nce_self_score={nce_self_score!r}"
+            )
         self.local_layer = local_layer
         self.encoder = encoder
         self.feature_extractor = _feature_extractor(encoder, local_layer)
@@ -276,15 +421,16 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         )
         self._local_shape, self._global_dim = local_shape, global_shape[-1]
 
+        make = _Projection if self.critic == "projection" else MI1x1ConvNet
         if self.alpha > 0:
-            self.global_critic_y = _Projection(self.units, name="global_critic_y")
+            self.global_critic_y = make(self.units, name="global_critic_y")
             self.global_critic_y.build((None, self._global_dim))
-            self.global_critic_map = _Projection(self.units, name="global_critic_map")
+            self.global_critic_map = make(self.units, name="global_critic_map")
             self.global_critic_map.build((None, math.prod(local_shape[1:])))
         if self.beta > 0:
-            self.local_critic_y = _Projection(self.units, name="local_critic_y")
+            self.local_critic_y = make(self.units, name="local_critic_y")
             self.local_critic_y.build((None, self._global_dim))
-            self.local_critic_map = _Projection(self.units, name="local_critic_map")
+            self.local_critic_map = make(self.units, name="local_critic_map")
             self.local_critic_map.build(local_shape)
         if self.gamma > 0:
             self.discriminator = keras.Sequential(
@@ -303,6 +449,7 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
             self.seed_generator = keras.random.SeedGenerator(self.seed)
             self.prior_tracker = keras.metrics.Mean(name="prior_loss")
             self.discriminator_tracker = keras.metrics.Mean(name="discriminator_loss")
+            self.penalty_tracker = keras.metrics.Mean(name="gradient_penalty")
         self.global_mi_tracker = keras.metrics.Mean(name="global_mi")
         self.local_mi_tracker = keras.metrics.Mean(name="local_mi")
         self._last: tuple[Any, Any] | None = None
@@ -339,7 +486,9 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         self._last = (glob, local)
         return glob
 
-    def mutual_information_terms(self, local: Any, glob: Any) -> tuple[Any, Any]:
+    def mutual_information_terms(
+        self, local: Any, glob: Any, training: bool | None = None
+    ) -> tuple[Any, Any]:
         """The global and local estimates (scalars; 0 for a zero weight).
 
         Without a distribution strategy they are the estimates on the batch;
@@ -350,6 +499,8 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         Args:
             local: ``(N, L, C)`` local feature maps.
             glob: ``(N, D)`` global vectors.
+            training: passed to the critics (the reference critic's
+                BatchNorm uses the batch's statistics when True).
 
         Returns:
             A tuple ``(global_mi, local_mi)`` of scalar tensors.
@@ -357,11 +508,11 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         rows, columns = [], []
         if self.alpha > 0:
             flat = ops.reshape(local, (-1, math.prod(self._local_shape[1:])))
-            rows.append(as_float(self.global_critic_y(glob)))
-            columns.append(as_float(self.global_critic_map(flat)))
+            rows.append(as_float(self.global_critic_y(glob, training=training)))
+            columns.append(as_float(self.global_critic_map(flat, training=training)))
         if self.beta > 0:
-            rows.append(as_float(self.local_critic_y(glob)))
-            columns.append(as_float(self.local_critic_map(local)))
+            rows.append(as_float(self.local_critic_y(glob, training=training)))
+            columns.append(as_float(self.local_critic_map(local, training=training)))
         offset, gather = 0, None
         if self.synchronized:
             offset, gather, columns = self._gather_columns(rows[0], columns)
@@ -377,6 +528,7 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
                 offset=offset,
                 gather=gather,
                 negatives=self.local_negatives,
+                self_score=self.nce_self_score,
             )
             if self.synchronized:  # this replica's share of the global value
                 value = _distribute.share_for_gradients(value)
@@ -442,7 +594,9 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
             glob, local = last
         else:
             local, glob = self.feature_extractor(x, training=training)
-        global_mi, local_mi = self.mutual_information_terms(local, glob)
+        global_mi, local_mi = self.mutual_information_terms(
+            local, glob, training=training
+        )
         unscale = _distribute.unscale_for_replicas
         self.global_mi_tracker.update_state(unscale(global_mi))
         self.local_mi_tracker.update_state(unscale(local_mi))
@@ -454,9 +608,11 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
             loss = loss + self.gamma * prior
             if not training:
                 # In fit, the discriminator step logs its own loss.
-                self.discriminator_tracker.update_state(
-                    unscale(self._discriminator_loss(ops.stop_gradient(glob), False))
+                d_loss, penalty = self._discriminator_loss(
+                    ops.stop_gradient(glob), False
                 )
+                self.discriminator_tracker.update_state(unscale(d_loss))
+                self.penalty_tracker.update_state(unscale(penalty))
         if self.losses:
             extra = sum(as_float(v) for v in self.losses)
             loss = loss + ops.cast(_distribute.scale_for_replicas(extra), loss.dtype)
@@ -519,17 +675,56 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         (data,) = args
         return self._min_max_step(data)
 
-    def _discriminator_loss(self, fake: Any, training: bool) -> Any:
-        """The discriminator's loss, uniform prior samples against ``fake``
-        (this replica's share)."""
-        real = keras.random.uniform(
+    def prior_samples(self, fake: Any) -> Any:
+        """Samples of the uniform prior on ``[0, 1]^D``, shaped like ``fake``."""
+        return keras.random.uniform(
             ops.shape(fake), dtype=fake.dtype, seed=self.seed_generator
         )
-        return self._batch_mean(
+
+    def input_gradient_norms(self, samples: Any, training: bool = True) -> Any:
+        """``||grad_x D(x)||^2`` of each sample ``x``: a ``(N,)`` tensor.
+
+        The gradient stays differentiable with respect to the
+        discriminator's weights (``_backend.differentiable_input_gradient``),
+        so a penalty built from it trains them. The discriminator treats
+        samples independently, so the gradient of ``sum_i D(x_i)`` holds
+        each sample's own gradient, as the reference's ``grad_outputs=ones``
+        (``cortex_DIM/functions/gradient_penalty.py`` lines 24-40).
+
+        Args:
+            samples: ``(N, D)`` points.
+            training: passed to the discriminator.
+
+        Returns:
+            A float tensor ``(N,)``.
+        """
+
+        def total(x: Any) -> Any:
+            return ops.sum(as_float(self.discriminator(x, training=training)))
+
+        grad = differentiable_input_gradient(total, samples)
+        return ops.sum(ops.square(as_float(grad)), axis=-1)
+
+    def _discriminator_loss(self, fake: Any, training: bool) -> tuple[Any, Any]:
+        """The discriminator's loss, uniform prior samples against ``fake``,
+        with its gradient penalty; and the penalty (this replica's shares)."""
+        real = self.prior_samples(fake)
+        loss = self._batch_mean(
             ops.softplus(-as_float(self.discriminator(real, training=training)))
         ) + self._batch_mean(
             ops.softplus(as_float(self.discriminator(fake, training=training)))
         )
+        if self.gradient_penalty == 0:
+            return loss, ops.zeros_like(loss)
+        penalty = (
+            0.5
+            * self.gradient_penalty
+            * (
+                self._batch_mean(self.input_gradient_norms(real, training))
+                + self._batch_mean(self.input_gradient_norms(fake, training))
+            )
+        )
+        return loss + penalty, penalty
 
     def _min_max_step(self, data: Any) -> dict:
         """One encoder step on the DIM loss, then one discriminator step.
@@ -557,16 +752,17 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
         d_optimizer = self.discriminator_optimizer
 
         def discriminator_step_loss():
-            d_loss = self._discriminator_loss(fake, training=True)
-            return d_optimizer.scale_loss(d_loss), d_loss
+            d_loss, penalty = self._discriminator_loss(fake, training=True)
+            return d_optimizer.scale_loss(d_loss), (d_loss, penalty)
 
-        _, d_loss, grads = variable_gradients(
+        _, (d_loss, penalty), grads = variable_gradients(
             discriminator_step_loss, d_weights, self._all_variables()
         )
         apply_gradients(d_optimizer, grads, d_weights)
         self.discriminator_tracker.update_state(
             _distribute.unscale_for_replicas(d_loss)
         )
+        self.penalty_tracker.update_state(_distribute.unscale_for_replicas(penalty))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def get_config(self) -> dict:
@@ -585,6 +781,9 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
                 "local_negatives": self.local_negatives,
                 "synchronized": self.synchronized,
                 "seed": self.seed,
+                "critic": self.critic,
+                "gradient_penalty": self.gradient_penalty,
+                "nce_self_score": self.nce_self_score,
             }
         )
         return config
