@@ -9,7 +9,7 @@ import pathlib
 import keras
 import numpy as np
 import pytest
-from helpers import assert_reload_resumes, numpy
+from helpers import assert_reload_resumes, numpy, onednn_empty_slice_xfail
 
 import keras_disentangle  # noqa: F401  (registers the classes)
 from keras_disentangle import estimators
@@ -376,6 +376,7 @@ def test_per_replica_mode_logs_the_mean_of_the_slices(mirrored_strategy):
     assert logs["loss"] == pytest.approx(-0.5 * global_mi - local_mi, rel=1e-5)
 
 
+@onednn_empty_slice_xfail()
 @pytest.mark.parametrize("synchronized", [False, True])
 def test_empty_replica_slice_stays_finite(mirrored_strategy, synchronized):
     # 33 samples in batches of 32: the last global batch leaves one replica
