@@ -365,6 +365,18 @@ def _printed(run: str, name: str, columns: list[str], **kwargs) -> str:
     return f"```\n{text}\n```\n\n{provenance(run)}\n"
 
 
+def covariance() -> str:
+    """§3.2: the linear autoencoder's table (mean over projections)."""
+    from keras_disentangle.experiments import _common
+    from keras_disentangle.experiments import covariance as cov
+
+    rows = _numbers(read_csv("covariance", "covariance.csv"))
+    for row in rows:
+        row["lambda"] = f"{row['lambda']:.3g}"
+    text = _common.print_table(rows, cov.COLUMNS + ["ud90_std"], quiet=True)
+    return f"```\n{text}\n```\n\n{provenance('covariance')}\n"
+
+
 def xor() -> str:
     """§3.3: XOR, mean over seeds."""
     from keras_disentangle.experiments import xor as x
@@ -507,6 +519,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "forced_to_learn_seeds": forced_to_learn_seeds,
     "forced_to_learn_differences": forced_to_learn_differences,
     "forced_to_learn_summary": forced_to_learn_summary,
+    "covariance": covariance,
     "xor": xor,
     "conv_autoencoder_table1": conv_autoencoder_table1,
     "conv_autoencoder_differences": conv_autoencoder_differences,
