@@ -38,6 +38,7 @@ import numpy as np
 from keras import ops
 from keras import random as keras_random
 
+from keras_disentangle import _blocks
 from keras_disentangle._backend import computes_on_cpu, concrete_value
 from keras_disentangle._backend import matmul as _matmul
 from keras_disentangle._ops import as_float
@@ -182,8 +183,11 @@ def pairwise_kl(logits: Tensor) -> Tensor:
 
 # Elements of one slice of the N x N hinge block on the CPU: 2**19 float32
 # values (2 MiB) stay in cache through the product, the hinge, its mask and
-# the two backward products (benchmarks/penalties.py --backend B).
+# the two backward products (benchmarks/penalties.py --backend B). Also the
+# size of a row block of the bounded loop on the CPU.
 _CPU_BLOCK_ELEMENTS = 2**19
+# A row block of the bounded loop on an accelerator (64 MiB in float32).
+_DEVICE_BLOCK_ELEMENTS = 2**24
 
 
 def _column_slices(n_rows, n_columns, on_cpu: bool):
@@ -200,40 +204,168 @@ def _column_slices(n_rows, n_columns, on_cpu: bool):
     return [slice(start, start + width) for start in range(0, n_columns, width)]
 
 
-def _hinge_sums(log_rows, log_columns, margin, pair_weights=None, count=True):
+class _Pairs:
+    """The pair weights ``w_ij`` of rows ``i`` against columns ``j``.
+
+    ``w_ij = [id_i == id_j] * a_i * b_j * [i != j]``, each factor present
+    only when given: ``ids`` (labels, on both sides), ``weights`` (sample
+    weights, on both sides) and ``off_diagonal`` (rows and columns are the
+    same set, indexed alike).
+    """
+
+    def __init__(
+        self,
+        row_ids=None,
+        column_ids=None,
+        row_weights=None,
+        column_weights=None,
+        off_diagonal: bool = False,
+    ):
+        self.rows = {"ids": row_ids, "weights": row_weights}
+        self.columns = {"ids": column_ids, "weights": column_weights}
+        self.off_diagonal = off_diagonal
+
+
+def _pair_weights(dtype, rows: dict, columns: dict, row_index=None, column_index=None):
+    """``w_ij`` (:class:`_Pairs`) of a row slice against a column slice:
+    ``rows`` / ``columns`` map ``"ids"`` and ``"weights"`` to the slices'
+    values (or None), ``row_index`` / ``column_index`` are their indices
+    when the diagonal is left out (else None). None when ``w = 1``."""
+    w = None
+    if rows["ids"] is not None:
+        w = ops.equal(
+            ops.expand_dims(rows["ids"], 1), ops.expand_dims(columns["ids"], 0)
+        )
+        w = ops.cast(w, dtype)
+    if rows["weights"] is not None:
+        outer = ops.expand_dims(ops.cast(rows["weights"], dtype), 1) * (
+            ops.expand_dims(ops.cast(columns["weights"], dtype), 0)
+        )
+        w = outer if w is None else w * outer
+    if row_index is not None:
+        off = ops.not_equal(
+            ops.expand_dims(row_index, 1), ops.expand_dims(column_index, 0)
+        )
+        off = ops.cast(off, dtype)
+        w = off if w is None else w * off
+    return w
+
+
+def _hinge_sums(log_rows, log_columns, margin, pairs: _Pairs | None = None, count=True):
     """``sum_ij w_ij max(0, m - KL(s_i‖s_j))`` and ``sum_ij w_ij``.
 
     Rows ``i`` against columns ``j`` (all ordered pairs, the diagonal
-    included). ``m - KL_ij = sum_k s_ik log s_jk + (m - sum_k s_ik log
-    s_ik)``: the row term rides along as one more column of the matmul
-    (``[s, m - H] @ [log S, 1]^T``), so the only ``N x N`` passes are the
-    product and the hinge, forward and backward. On the CPU the columns are
-    taken in slices that fit the cache (the same sum; 1.1x to 1.6x faster at
-    ``N = 2048``, by backend).
+    included unless ``pairs.off_diagonal``). ``m - KL_ij = sum_k s_ik log
+    s_jk + (m - sum_k s_ik log s_ik)``: the row term rides along as one more
+    column of the matmul (``[s, m - H] @ [log S, 1]^T``), so the only
+    ``N x N`` passes are the product and the hinge, forward and backward.
 
-    ``pair_weights(columns)`` gives the ``(N_rows, len(columns))`` weights of
-    a column slice (a ``slice`` or ``None`` for all); without it ``w = 1``.
-    The pair count is ``None`` without weights or with ``count=False``.
+    Memory and speed, by size of the pair block:
+
+    - up to ``2^24`` pairs (64 MiB in float32) it is differentiated as one
+      block; on the CPU the columns are taken in slices that fit the cache
+      (the same sum; 1.1x to 1.6x faster at ``N = 2048``, by backend);
+    - beyond, the rows are taken in blocks of ``2^19`` (CPU) or ``2^24``
+      (accelerator) pairs in a loop that computes the value and its
+      gradient together (``keras_disentangle._blocks``): memory
+      ``O(N k)`` plus one block, whatever ``N``. (A batch size known only
+      at run time, in a ``tf.function`` traced with a ``None`` batch, is
+      one block.)
+
+    ``pairs`` gives the pair weights ``w`` (:class:`_Pairs`); without it
+    ``w = 1``. The pair count is ``None`` without weights or with
+    ``count=False``.
     """
     s = ops.exp(log_rows)
     bias = margin - ops.sum(s * log_rows, axis=-1, keepdims=True)
     left = ops.concatenate([s, ops.cast(bias, s.dtype)], axis=-1)
     right = ops.concatenate([log_columns, ops.ones_like(log_columns[:, :1])], axis=-1)
-    total, pairs = None, None
-    slices = _column_slices(left.shape[0], right.shape[0], computes_on_cpu(left))
-    for columns in slices:
+    if (
+        pairs is not None
+        and all(v is None for v in pairs.rows.values())
+        and not pairs.off_diagonal
+    ):
+        pairs = None
+    on_cpu = computes_on_cpu(left)
+    rows = _blocks.rows_per_block(
+        left.shape[0],
+        right.shape[0],
+        _CPU_BLOCK_ELEMENTS if on_cpu else _DEVICE_BLOCK_ELEMENTS,
+    )
+    if rows is not None:
+        return _blocked_hinge_sums(left, right, pairs, rows, count)
+    total, n_pairs = None, None
+    for columns in _column_slices(left.shape[0], right.shape[0], on_cpu):
         block = right if columns is None else right[columns]
         hinge = ops.relu(_matmul(left, ops.transpose(block)))
-        if pair_weights is None:
+        if pairs is None:
             part = ops.sum(hinge)
         else:
-            weights = ops.stop_gradient(ops.cast(pair_weights(columns), hinge.dtype))
+
+            def cut(x, columns=columns):
+                return x if x is None or columns is None else x[columns]
+
+            row_index = column_index = None
+            if pairs.off_diagonal:
+                row_index = ops.arange(left.shape[0])
+                column_index = cut(ops.arange(right.shape[0]))
+            weights = _pair_weights(
+                hinge.dtype,
+                pairs.rows,
+                {k: cut(v) for k, v in pairs.columns.items()},
+                row_index,
+                column_index,
+            )
+            weights = ops.stop_gradient(weights)
             part = ops.sum(hinge * weights)
             if count:
                 n = ops.sum(weights)
-                pairs = n if pairs is None else pairs + n
+                n_pairs = n if n_pairs is None else n_pairs + n
         total = part if total is None else total + part
-    return total, pairs
+    return total, n_pairs
+
+
+def _blocked_hinge_sums(left, right, pairs, rows, count):
+    """:func:`_hinge_sums` in bounded row blocks (``_blocks.fused_row_blocks``)."""
+    dtype = left.dtype
+    names = [] if pairs is None else [k for k, v in pairs.rows.items() if v is not None]
+    row_data = [ops.stop_gradient(ops.cast(pairs.rows[k], dtype)) for k in names]
+    column_data = [ops.stop_gradient(ops.cast(pairs.columns[k], dtype)) for k in names]
+
+    def block(scores, valid, start, row_part, column_part):
+        hinge = ops.relu(scores)
+        on = ops.cast(scores > 0, dtype)
+        if pairs is None:  # padded rows are zero: their scores and hinges are 0
+            return ops.reshape(ops.sum(hinge), (1,)), on
+        row_index = column_index = None
+        if pairs.off_diagonal:
+            row_index = start + ops.arange(scores.shape[0], dtype="int32")
+            column_index = ops.arange(scores.shape[1], dtype="int32")
+        w = _pair_weights(
+            dtype,
+            {k: dict(zip(names, row_part, strict=True)).get(k) for k in pairs.rows},
+            {
+                k: dict(zip(names, column_part, strict=True)).get(k)
+                for k in pairs.columns
+            },
+            row_index,
+            column_index,
+        )
+        w = ops.expand_dims(valid, 1) if w is None else w * ops.expand_dims(valid, 1)
+        return ops.stack([ops.sum(hinge * w), ops.sum(w)]), on * w
+
+    values = _blocks.fused_row_blocks(
+        block,
+        left,
+        right,
+        rows_per_block=rows,
+        n_values=1 if pairs is None else 2,
+        row_data=row_data,
+        column_data=column_data,
+    )
+    if pairs is None or not count:
+        return values[0], None
+    return values[0], values[1]
 
 
 def kernel_kl_margin(kernel: Tensor, margin: float | Tensor) -> Tensor:
@@ -274,15 +406,10 @@ def kernel_kl_margin(kernel: Tensor, margin: float | Tensor) -> Tensor:
     units = kernel.shape[-1]
     w = ops.transpose(ops.reshape(kernel, (-1, units)))  # (units, fan_in)
     log_d = ops.log_softmax(w, axis=-1)
-    index = ops.arange(units)
-
-    def off_diagonal(part):
-        """Summing max(0, m - KL_ij) over all ordered pairs i != j covers
-        both directions of every unordered pair i < j."""
-        columns = index if part is None else index[part]
-        return ops.not_equal(ops.expand_dims(index, 1), ops.expand_dims(columns, 0))
-
-    total, _ = _hinge_sums(log_d, log_d, margin, off_diagonal, count=False)
+    # Summing max(0, m - KL_ij) over all ordered pairs i != j covers both
+    # directions of every unordered pair i < j.
+    pairs = _Pairs(off_diagonal=True)
+    total, _ = _hinge_sums(log_d, log_d, margin, pairs, count=False)
     return total
 
 
@@ -451,25 +578,13 @@ def activity_kl_margin(
             column_weights = ops.stop_gradient(gathered[:, k])
         if labels is not None:
             column_ids = ops.cast(ops.stop_gradient(gathered[:, -1]), "int32")
-    pair_weights = None
-    if weights is not None or labels is not None:
-
-        def pair_weights(part):
-            """Weights of the pairs of every row with the columns ``part``."""
-            w = None
-            if labels is not None:
-                cols = column_ids if part is None else column_ids[part]
-                w = ops.equal(ops.expand_dims(ids, 1), ops.expand_dims(cols, 0))
-                w = ops.cast(w, log_s.dtype)
-            if weights is not None:
-                cols = column_weights if part is None else column_weights[part]
-                outer = ops.expand_dims(ops.cast(weights, log_s.dtype), 1) * (
-                    ops.expand_dims(ops.cast(cols, log_s.dtype), 0)
-                )
-                w = outer if w is None else w * outer
-            return w
-
-    total, pairs = _hinge_sums(log_s, columns, margin, pair_weights)
+    pair_set = _Pairs(
+        row_ids=ids if labels is not None else None,
+        column_ids=column_ids,
+        row_weights=weights,
+        column_weights=column_weights if weights is not None else None,
+    )
+    total, pairs = _hinge_sums(log_s, columns, margin, pair_set)
     if pairs is None:
         pairs = _n_samples(log_s) * _n_samples(columns)
     if collectives is not None:  # one all-reduce of one tensor

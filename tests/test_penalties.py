@@ -6,7 +6,7 @@ import pytest
 from helpers import FLOAT64, compiled, numpy, rtol, value_and_grad
 from keras import ops
 
-from keras_disentangle import penalties
+from keras_disentangle import _blocks, penalties
 
 RNG = np.random.default_rng(0)
 
@@ -160,6 +160,141 @@ def test_column_slices_give_the_same_sums(small_cpu_blocks):
     )
     _, g_one = grad(lambda x: penalties.activity_kl_margin(x, 1.0), h)
     np.testing.assert_allclose(g, g_one, rtol=rtol(1e-9, 1e-5), atol=rtol(1e-15, 1e-8))
+
+
+@pytest.fixture
+def small_row_blocks(monkeypatch):
+    """The bounded loop (``_blocks.fused_row_blocks``) for every pair block
+    over 12 elements, in blocks of 30 pairs: 3 rows of 10 columns, so 10
+    rows make 4 blocks, the last one padded with 2 rows."""
+    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 12)
+    monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 30)
+    monkeypatch.setattr(penalties, "_DEVICE_BLOCK_ELEMENTS", 30)
+    assert _blocks.rows_per_block(10, 10, 30) == 3
+    assert _blocks.rows_per_block(3, 4, 30) is None  # 12 pairs: one block
+    assert _blocks.rows_per_block(None, 10, 30) is None  # size known at run time
+
+
+def _one_block(monkeypatch):
+    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 10**9)
+    monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 10**9)
+
+
+def test_row_blocks_match_numpy_and_one_block(small_row_blocks, monkeypatch):
+    h = RNG.normal(scale=2.0, size=(10, 5))
+    labels = RNG.integers(0, 3, size=10)
+    weights = RNG.random(10) * (RNG.random(10) > 0.2)
+    w = RNG.normal(scale=2.0, size=(4, 7))  # 7 units: blocks of 4 rows, 1 padded
+    calls = {
+        "unlabelled": lambda x: penalties.activity_kl_margin(x, 1.0),
+        "labelled": lambda x: penalties.activity_kl_margin(x, 1.0, labels=labels),
+        "weighted": lambda x: penalties.activity_kl_margin(
+            x, 1.0, labels=labels, sample_weight=weights, unlabelled=2
+        ),
+        "kernel": lambda x: penalties.kernel_kl_margin(x, 0.5),
+    }
+    inputs = {"unlabelled": h, "labelled": h, "weighted": h, "kernel": w}
+    blocked = {k: value_and_grad(f, inputs[k]) for k, f in calls.items()}
+    traced = {
+        k: value(compiled(f)(ops.convert_to_tensor(inputs[k])))
+        for k, f in calls.items()
+    }
+    np.testing.assert_allclose(
+        blocked["unlabelled"][0], ref_activity_kl_margin(h, 1.0), rtol=rtol()
+    )
+    np.testing.assert_allclose(
+        blocked["labelled"][0], ref_activity_kl_margin(h, 1.0, labels), rtol=rtol()
+    )
+    np.testing.assert_allclose(
+        blocked["kernel"][0], ref_kernel_kl_margin(w, 0.5), rtol=rtol()
+    )
+    _one_block(monkeypatch)
+    for name, f in calls.items():
+        v, g = value_and_grad(f, inputs[name])
+        assert blocked[name][0] == pytest.approx(v, rel=rtol(1e-12, 1e-6)), name
+        assert traced[name] == pytest.approx(v, rel=rtol(1e-12, 1e-6)), name
+        np.testing.assert_allclose(
+            blocked[name][1], g, rtol=rtol(1e-9, 1e-5), atol=rtol(1e-15, 1e-8)
+        )
+        assert np.abs(g).max() > 0, name  # the gradients compared are not 0
+
+
+def test_row_blocks_in_a_training_step(small_row_blocks, monkeypatch):
+    """One ``fit`` step (compiled as Keras compiles it) moves the weights as
+    with one block."""
+    from keras_disentangle import regularizers
+
+    x = RNG.normal(size=(10, 4)).astype("float32")
+    y = RNG.normal(size=(10, 1)).astype("float32")
+
+    def step():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(
+                    6, activity_regularizer=regularizers.ActivityKLMargin(1.0, 1.0)
+                ),
+                keras.layers.Dense(1),
+            ]
+        )
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        before = [numpy(v) for v in model.trainable_variables]
+        model.fit(x, y, batch_size=10, epochs=1, verbose=0)
+        after = model.trainable_variables
+        return [numpy(v) - b for v, b in zip(after, before, strict=True)]
+
+    blocked = step()
+    _one_block(monkeypatch)
+    for a, b in zip(blocked, step(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    assert np.abs(blocked[0]).max() > 0
+
+
+def test_fused_row_blocks_matches_numpy_loop():
+    """The block loop against a NumPy loop over the pairs: value, statistic
+    and both gradients, for columns with a trailing axis (scores n x M x L)."""
+    rows = RNG.normal(size=(7, 3))
+    columns = RNG.normal(size=(5, 2, 3))
+    weights = RNG.random(7)
+
+    def block(scores, valid, start, row_part, column_part):
+        (w,) = row_part
+        w = ops.reshape(w * valid, (-1, 1, 1))
+        return ops.stack([ops.sum(ops.square(scores) * w), ops.sum(valid)]), (
+            2.0 * scores * w
+        )
+
+    def run(r, c):
+        return _blocks.fused_row_blocks(
+            block,
+            r,
+            c,
+            rows_per_block=3,
+            n_values=2,
+            row_data=(ops.convert_to_tensor(weights, dtype=r.dtype),),
+        )
+
+    flat = np.concatenate([rows.ravel(), columns.ravel()])
+
+    def total(x):
+        return run(ops.reshape(x[:21], (7, 3)), ops.reshape(x[21:], (5, 2, 3)))[0]
+
+    got_value, got_grad = value_and_grad(total, flat)
+    stats = numpy(run(ops.convert_to_tensor(rows), ops.convert_to_tensor(columns)))
+    want, d_rows, d_columns = 0.0, np.zeros_like(rows), np.zeros_like(columns)
+    for i in range(7):
+        for j in range(5):
+            for p in range(2):
+                score = sum(rows[i, u] * columns[j, p, u] for u in range(3))
+                want += weights[i] * score**2
+                d_rows[i] += weights[i] * 2 * score * columns[j, p]
+                d_columns[j, p] += weights[i] * 2 * score * rows[i]
+    np.testing.assert_allclose(got_value, want, rtol=rtol())
+    assert stats[1] == pytest.approx(7.0)  # padded rows are not counted
+    np.testing.assert_allclose(
+        got_grad, np.concatenate([d_rows.ravel(), d_columns.ravel()]), rtol=rtol()
+    )
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (10, 4), (7, 2, 3)])

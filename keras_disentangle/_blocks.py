@@ -1,0 +1,162 @@
+"""Pairwise terms in bounded row blocks: the value and its gradient in one pass.
+
+A pairwise term ``F = sum_v f(S)`` of a score matrix ``S = R C^T`` (``R`` the
+``n x u`` rows, ``C`` the ``M x ... x u`` columns, ``S`` of shape
+``n x M x ...``) needs, differentiated the usual way, the whole ``S`` and
+its mask kept for the backward pass: ``O(n M)`` memory, 16 GiB in float32
+for ``n = M = 65,536``. Here the rows are taken ``b`` at a time in a loop
+(``keras.ops.fori_loop``, one compiled loop body, not an unrolled program); each
+block's scores ``S_b = R_b C^T`` give the block's values and the derivative
+``G_b = dF_b / dS_b`` at once, and the gradients
+
+``dF/dR_b = G_b C``,  ``dF/dC = sum_b G_b^T R_b``
+
+are accumulated in the same pass. The backward pass only scales them by the
+upstream gradient (``keras.ops.custom_gradient``), so memory is
+``O((n + M) u + b M)`` whatever ``n`` and ``M``, and the work is the three
+products of the usual forward and backward (no recomputation). The price:
+a forward pass without a gradient (evaluation) also computes the two
+gradient products.
+
+Only public ``keras.ops`` are used; the block function knows nothing of
+backends. ``keras_disentangle.penalties`` (the KL-margin hinges) and
+``keras_disentangle.estimators`` use it beyond a size where one block is
+cheaper.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from keras import ops
+
+from keras_disentangle._backend import matmul
+
+__all__ = ["rows_per_block", "fused_row_blocks"]
+
+#: The largest pair block differentiated the usual way (one ``n x M`` block,
+#: 64 MiB in float32); beyond it the blocked loop bounds memory.
+MAX_BLOCK_ELEMENTS = 2**24
+
+Block = Callable[..., tuple[Any, Any]]
+
+
+def rows_per_block(n_rows: Any, width: Any, block_elements: int) -> int | None:
+    """Rows per block so that a block of ``rows x width`` scores holds at most
+    ``block_elements`` (at least one row), or None for one block.
+
+    None when all ``n_rows x width`` scores fit in ``MAX_BLOCK_ELEMENTS`` or
+    a size is only known at run time (a ``tf.function`` traced with a
+    ``None`` batch): then the caller differentiates one block as usual.
+
+    Example:
+
+        >>> rows_per_block(65536, 65536, 2**19)
+        8
+        >>> rows_per_block(1024, 1024, 2**19) is None
+        True
+    """
+    if not isinstance(n_rows, int) or not isinstance(width, int):
+        return None
+    if n_rows * width <= MAX_BLOCK_ELEMENTS:
+        return None
+    return max(1, min(n_rows, block_elements // max(width, 1)))
+
+
+def _pad_rows(x: Any, n_rows: int) -> Any:
+    """``x`` (n, ...) padded with zero rows to ``n_rows``."""
+    missing = n_rows - x.shape[0]
+    if missing:
+        zeros = ops.zeros((missing,) + tuple(x.shape[1:]), dtype=x.dtype)
+        x = ops.concatenate([x, zeros], axis=0)
+    return x
+
+
+def fused_row_blocks(
+    block: Block,
+    rows: Any,
+    columns: Any,
+    *,
+    rows_per_block: int,
+    n_values: int,
+    row_data: Sequence[Any] = (),
+    column_data: Sequence[Any] = (),
+) -> Any:
+    """``sum_b block(S_b, ...)[0]`` over row blocks, with its gradient.
+
+    ``S_b[i, j, ...] = sum_u rows[start + i, u] columns[j, ..., u]``, one
+    matrix product per block. ``block(scores, valid, start, row_data_b,
+    column_data)`` gets a block's ``(b, M, ...)`` scores, a ``(b,)`` float
+    mask of the rows that exist (the last block is padded with zero rows),
+    the index of its first row (a scalar int32 tensor), its slices of
+    ``row_data`` and all of ``column_data``; it returns ``(values, grad)``:
+    a ``(n_values,)`` vector, summed over the blocks, and ``grad``, the
+    derivative of ``values[0]`` with respect to ``scores`` (same shape).
+
+    Args:
+        block: the block function above (pure ``keras.ops``).
+        rows: ``(n, u)`` float tensor, static shape.
+        columns: ``(M, ..., u)`` float tensor, static shape.
+        rows_per_block: ``b``, from :func:`rows_per_block`.
+        n_values: the length of ``values``.
+        row_data: ``(n, ...)`` float tensors cut into blocks with the rows
+            (labels, weights); no gradient.
+        column_data: float tensors passed whole; no gradient.
+
+    Returns:
+        The ``(n_values,)`` sums. ``values[0]`` carries the gradient with
+        respect to ``rows`` and ``columns``; the other entries (pair counts,
+        statistics) carry none.
+    """
+    n, width = rows.shape[0], rows.shape[-1]
+    column_shape = tuple(columns.shape[:-1])
+    n_blocks = math.ceil(n / rows_per_block)
+    b = rows_per_block
+    row_data = tuple(row_data)
+    column_data = tuple(column_data)
+
+    @ops.custom_gradient
+    def run(rows: Any, columns: Any, *data: Any) -> Any:
+        flat_columns = ops.reshape(columns, (-1, width))
+        column_part = data[len(row_data) :]
+        padded = [_pad_rows(x, n_blocks * b) for x in (rows,) + data[: len(row_data)]]
+
+        def step(i: Any, carry: Any) -> Any:
+            d_rows, d_columns, values = carry
+            start = ops.cast(i, "int32") * b
+            rows_b, *data_b = (
+                ops.slice(x, (start,) + (0,) * (len(x.shape) - 1), (b,) + x.shape[1:])
+                for x in padded
+            )
+            scores = ops.reshape(
+                matmul(rows_b, ops.transpose(flat_columns)), (b,) + column_shape
+            )
+            valid = ops.cast(start + ops.arange(b, dtype="int32") < n, rows.dtype)
+            part, grad = block(scores, valid, start, tuple(data_b), column_part)
+            grad = ops.reshape(ops.cast(grad, rows.dtype), (b, -1))
+            d_rows = ops.slice_update(d_rows, (start, 0), matmul(grad, flat_columns))
+            d_columns = d_columns + matmul(ops.transpose(grad), rows_b)
+            return d_rows, d_columns, values + ops.cast(part, rows.dtype)
+
+        init = (
+            ops.zeros_like(padded[0]),
+            ops.zeros_like(flat_columns),
+            ops.zeros((n_values,), rows.dtype),
+        )
+        d_rows, d_columns, values = ops.fori_loop(0, n_blocks, step, init)
+        d_rows = d_rows[:n]
+        d_columns = ops.reshape(d_columns, tuple(columns.shape))
+
+        def grad_fn(*args: Any, upstream: Any = None) -> Any:
+            if upstream is None:
+                (upstream,) = args
+            scale = upstream[0]
+            return (scale * d_rows, scale * d_columns) + tuple(
+                ops.zeros_like(d) for d in data
+            )
+
+        return values, grad_fn
+
+    return run(rows, columns, *row_data, *column_data)
