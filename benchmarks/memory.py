@@ -2,29 +2,70 @@
 
 For N = 4,096 / 16,384 / 65,536 samples of k = 16 features it asks XLA (JAX
 on the CPU) how much temporary memory one forward + gradient of
-``penalties.activity_kl_margin`` needs, from the compiled program
-(``jax.jit(f).lower(h).compile().memory_analysis()``: nothing is run, so
-sizes beyond the machine's memory are measured too), beside a bare
+``penalties.activity_kl_margin`` needs (unlabelled, ``ActivityKLMargin``,
+and with labels, ``LabelledKLMargin``), from the compiled program
+(``jax.jit(jax.grad(f)).lower(h).compile().memory_analysis()``: nothing is
+run, so sizes beyond the machine's memory are measured too), beside a bare
 ``sum(h @ h.T)`` forward + gradient and one float32 ``N x N`` block.
 
-Run: ``python benchmarks/memory.py [--sizes 4096 16384]``. Measured on the
-shared 2-core CPU (docs/distributed.md): 66 / 1030 MiB at N = 4,096 /
-16,384, i.e. about one ``N x N`` float32 block: the memory is NOT bounded
-today. At N = 65,536 the program did not finish compiling in 8 minutes:
-on the CPU the column slices of the block (about 2^19 pairs each) are a
-Python loop, 8,192 slices unrolled into the program at that size.
+Two block sizes are compiled: the CPU's (2^19 pairs a block) and the one an
+accelerator gets (2^24 pairs), by telling the penalty it computes on an
+accelerator, so the bound on a GPU is measured here too. Up to 2^24 pairs
+(N = 4,096) the penalty is one block differentiated as usual; beyond, the
+bounded loop of ``keras_disentangle._blocks``.
+
+``--time`` also runs one forward + gradient at each N up to
+``--time-max`` (median of ``--repeats``) and gives the ratio to the bare
+``h @ h.T`` step timed in the same run (the machine is shared: compare the
+ratios, not the milliseconds).
+
+Run: ``python benchmarks/memory.py [--sizes 4096 16384 65536] [--time]
+[--output DIR]``; ``--output`` writes ``memory.csv`` (and ``time.csv``)
+for ``docs/_tools/tables.py record memory DIR``.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import os
+import statistics
 import sys
+import time
 
 os.environ["KERAS_BACKEND"] = "jax"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SIZES = (4096, 16384, 65536)
 FEATURES = 16
+CLASSES = 10
+
+
+def _labels(n: int):
+    import jax.numpy as jnp
+
+    return jnp.arange(n, dtype=jnp.int32) % CLASSES
+
+
+def _functions():
+    import jax.numpy as jnp
+
+    from keras_disentangle import penalties
+
+    def unlabelled(h):
+        return penalties.activity_kl_margin(h, 1.0)
+
+    def labelled(h):
+        return penalties.activity_kl_margin(h, 1.0, labels=_labels(h.shape[0]))
+
+    def bare(h):
+        return jnp.sum(h @ h.T)
+
+    return {
+        "activity_kl_margin": unlabelled,
+        "labelled": labelled,
+        "bare": bare,
+    }
 
 
 def _temp_mib(fn, n: int) -> float:
@@ -36,34 +77,116 @@ def _temp_mib(fn, n: int) -> float:
     return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 
+def _device_blocks(on: bool) -> None:
+    """Makes the penalty size its blocks for an accelerator (``on``) or for
+    the CPU it runs on."""
+    from keras_disentangle import _backend, penalties
+
+    penalties.computes_on_cpu = (
+        (lambda x=None: False) if on else _backend.computes_on_cpu
+    )
+
+
+def memory_rows(sizes) -> list[dict]:
+    functions = _functions()
+    rows = []
+    for n in sizes:
+        row = {"n": n, "features": FEATURES, "nxn_block_mib": 4 * n * n / 2**20}
+        row["bare_mib"] = _temp_mib(functions["bare"], n)
+        for blocks in ("cpu", "accelerator"):
+            _device_blocks(blocks == "accelerator")
+            for name in ("activity_kl_margin", "labelled"):
+                started = time.perf_counter()
+                row[f"{name}_{blocks}_mib"] = _temp_mib(functions[name], n)
+                print(
+                    f"N={n} {name} ({blocks} blocks): "
+                    f"{row[f'{name}_{blocks}_mib']:.1f} MiB "
+                    f"(compiled in {time.perf_counter() - started:.0f} s)",
+                    flush=True,
+                )
+        _device_blocks(False)
+        rows.append(row)
+    return rows
+
+
+def time_rows(sizes, repeats: int) -> list[dict]:
+    import jax
+    import numpy as np
+
+    functions = _functions()
+    rows = []
+    for n in sizes:
+        h = jax.numpy.asarray(
+            np.random.default_rng(0).normal(size=(n, FEATURES)).astype("float32")
+        )
+        steps = {k: jax.jit(jax.grad(f)) for k, f in functions.items()}
+        for step in steps.values():
+            step(h).block_until_ready()  # compile
+        times: dict[str, list[float]] = {k: [] for k in steps}
+        for _ in range(repeats):  # interleaved, so load hits every one alike
+            for name, step in steps.items():
+                started = time.perf_counter()
+                step(h).block_until_ready()
+                times[name].append(time.perf_counter() - started)
+        bare = statistics.median(times["bare"])
+        for name in ("activity_kl_margin", "labelled"):
+            ms = statistics.median(times[name])
+            rows.append(
+                {
+                    "n": n,
+                    "penalty": name,
+                    "penalty_ms": round(1000 * ms, 1),
+                    "bare_ms": round(1000 * bare, 1),
+                    "ratio": round(ms / bare, 2),
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def _write(path: str, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main() -> None:
-    import argparse
-
-    import jax.numpy as jnp
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    sizes = parser.parse_args().sizes
+    parser.add_argument("--time", action="store_true")
+    parser.add_argument("--time-max", type=int, default=16384)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
 
-    from keras_disentangle import penalties
-
-    def hinge(h):
-        return penalties.activity_kl_margin(h, 1.0)
-
-    def bare(h):
-        return jnp.sum(h @ h.T)
-
+    rows = memory_rows(args.sizes)
     print(
-        "| N | activity_kl_margin step (MiB) | bare h @ h.T step (MiB) "
-        "| one N x N float32 block (MiB) |"
+        "| N | activity_kl_margin, CPU blocks | labelled, CPU blocks "
+        "| activity_kl_margin, accelerator blocks | labelled, accelerator blocks "
+        "| bare h @ h.T | one N x N block |"
     )
-    print("|---|---|---|---|")
-    for n in sizes:
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
         print(
-            f"| {n} | {_temp_mib(hinge, n):.0f} | {_temp_mib(bare, n):.0f} "
-            f"| {4 * n * n / 2**20:.0f} |",
-            flush=True,
+            f"| {r['n']} | {r['activity_kl_margin_cpu_mib']:.1f} "
+            f"| {r['labelled_cpu_mib']:.1f} "
+            f"| {r['activity_kl_margin_accelerator_mib']:.1f} "
+            f"| {r['labelled_accelerator_mib']:.1f} | {r['bare_mib']:.1f} "
+            f"| {r['nxn_block_mib']:.0f} |"
         )
+    timed = []
+    if args.time:
+        timed = time_rows([n for n in args.sizes if n <= args.time_max], args.repeats)
+    if args.output:
+        os.makedirs(args.output, exist_ok=True)
+        for r in rows:
+            for key in list(r):
+                if key.endswith("_mib"):
+                    r[key] = round(r[key], 1)
+        _write(os.path.join(args.output, "memory.csv"), rows)
+        if timed:
+            _write(os.path.join(args.output, "time.csv"), timed)
 
 
 if __name__ == "__main__":

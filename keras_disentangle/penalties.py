@@ -12,7 +12,8 @@ logarithms and covariances lose too much in 8 or 11 bits of mantissa.
 Speed: pairwise KL divergences come from one matrix product,
 ``KL(s_i‖s_j) = sum_k s_ik log s_ik - (S @ log S^T)_ij``, so memory is
 ``O(N^2 + N k)`` rather than the ``N x N x k`` tensor of an all-pairs
-formulation; covariances are one matmul ``Hc^T Hc``; the latent-centroid
+formulation (and ``O(N k)`` plus one bounded block beyond ``2^24`` pairs:
+``_hinge_sums``); covariances are one matmul ``Hc^T Hc``; the latent-centroid
 distances of Karakulak et al. are ``‖h‖² − 2 h C^T + ‖C‖²``, never an
 ``N x K x D`` tensor.
 

@@ -513,6 +513,47 @@ def dim_aet() -> str:
     return markdown(header, body) + f"\n\n{provenance('dim_aet')}\n"
 
 
+def memory() -> str:
+    """docs/distributed.md: XLA's temporaries of one pairwise step by N."""
+    body = []
+    for r in read_csv("memory", "memory.csv"):
+        body.append(
+            [f"{int(r['n']):,}"]
+            + [
+                f"{float(r[k]):,.1f}"
+                for k in (
+                    "activity_kl_margin_cpu_mib",
+                    "labelled_cpu_mib",
+                    "activity_kl_margin_accelerator_mib",
+                    "labelled_accelerator_mib",
+                    "bare_mib",
+                )
+            ]
+            + [f"{float(r['nxn_block_mib']):,.0f}"]
+        )
+    header = ["N", "unlabelled, CPU blocks (MiB)", "labelled, CPU blocks (MiB)"]
+    header += ["unlabelled, accelerator blocks (MiB)"]
+    header += ["labelled, accelerator blocks (MiB)", "bare `h @ h.T` step (MiB)"]
+    header += ["one `N x N` float32 block (MiB)"]
+    return markdown(header, body) + f"\n\n{provenance('memory')}\n"
+
+
+def memory_time() -> str:
+    """docs/distributed.md: time of one pairwise step over a bare one, by N."""
+    body = [
+        [
+            f"{int(r['n']):,}",
+            r["penalty"],
+            r["penalty_ms"],
+            r["bare_ms"],
+            r["ratio"] + "x",
+        ]
+        for r in read_csv("memory", "time.csv")
+    ]
+    header = ["N", "penalty", "penalty step (ms)", "bare `h @ h.T` step (ms)", "ratio"]
+    return markdown(header, body) + f"\n\n{provenance('memory')}\n"
+
+
 #: Block name -> function returning its markdown (ending with a newline).
 TABLES: dict[str, Callable[[], str]] = {
     "forced_to_learn": forced_to_learn,
@@ -525,6 +566,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "conv_autoencoder_differences": conv_autoencoder_differences,
     "factors": factors,
     "dim_aet": dim_aet,
+    "memory": memory,
+    "memory_time": memory_time,
 }
 
 
