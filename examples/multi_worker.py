@@ -56,7 +56,10 @@ def train(epochs: int, global_batch: int, out: str) -> None:
         outputs = keras.layers.Dense(10, activation="softmax")(h)
         model = keras.Model(inputs, outputs)
         model.compile("adam", loss="sparse_categorical_crossentropy")
-        model._symbolic_build(data_batch=(x[:1], y[:1]))  # as fit would
+        # Every variable a step needs, created now as fit would (a call, one
+        # evaluation of the loss and metrics, the optimizer's slots).
+        model.compute_loss(x=x[:1], y=y[:1], y_pred=model(x[:1]), training=False)
+        model.optimizer.build(model.trainable_variables)
 
     # Every worker reads the same data; the strategy shards each global
     # batch over the workers.

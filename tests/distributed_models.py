@@ -123,6 +123,26 @@ def batch(kind, rows=slice(None)):
     return x[rows], y[rows]
 
 
+def build_for_custom_step(model, data):
+    """Creates every variable a train step needs, in the strategy's scope,
+    with public Keras API only: the model's (a call), the compiled loss's
+    and metrics' (one evaluation, then reset) and the optimizer's.
+
+    ``fit`` does this itself; under ``MultiWorkerMirroredStrategy`` Keras
+    3's ``fit`` fails (keras-team/keras#20585), so the tests run Keras's own
+    ``train_step`` in ``strategy.run``, and a variable created inside that
+    replica function would be an error.
+    """
+    x, y = (data, None) if not isinstance(data, tuple) else data
+    y_pred = model(x, training=False)
+    model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+    if y is not None:
+        model.compute_metrics(x, y, y_pred)
+    for metric in model.metrics:
+        metric.reset_state()
+    model.optimizer.build(model.trainable_variables)
+
+
 def numbers(weights):
     """The weights that hold numbers (a synchronized penalty layer's loss
     owner is an empty ``(0,)`` weight)."""

@@ -50,9 +50,9 @@ WORKER = textwrap.dedent(
             dm.numbers(model.get_weights()))})
         # Keras 3.15's fit fails under MultiWorkerMirroredStrategy
         # (keras-team/keras#20585): run Keras's own train_step in
-        # strategy.run, as fit would.
+        # strategy.run, as fit would, its variables built first.
         with strategy.scope():
-            model._symbolic_build(data_batch=data)
+            dm.build_for_custom_step(model, data)
         dataset = tf.data.Dataset.from_tensor_slices(data).batch(len(x))
         batch = next(iter(strategy.experimental_distribute_dataset(dataset)))
 
