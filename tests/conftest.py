@@ -1,6 +1,7 @@
 """Shared pytest set-up.
 
-- Slow end-to-end tests are opt-in with ``--slow``.
+- Long claim trainings are opt-in with ``--slow`` (CI runs them once), whole
+  reproductions with ``--reproductions`` (run by hand).
 - Two devices are simulated on the CPU before any backend starts: two logical
   CPUs for TensorFlow (``tf.distribute.MirroredStrategy``), two XLA host
   devices for JAX (``keras.distribution.DataParallel``). A model built
@@ -45,15 +46,27 @@ def pytest_addoption(parser):
         "--slow",
         action="store_true",
         default=False,
-        help="also run the long end-to-end tests marked @pytest.mark.slow",
+        help="also run the long claim trainings marked @pytest.mark.slow",
+    )
+    parser.addoption(
+        "--reproductions",
+        action="store_true",
+        default=False,
+        help="also run the whole reproductions marked @pytest.mark.reproduction "
+        "(10-20 minutes each on 2 cores)",
     )
 
 
 def pytest_collection_modifyitems(config, items):
-    skip_slow = pytest.mark.skip(reason="slow end-to-end run: use pytest --slow")
+    skip_slow = pytest.mark.skip(reason="long claim training: use pytest --slow")
+    skip_reproduction = pytest.mark.skip(
+        reason="whole reproduction: use pytest --reproductions"
+    )
     for item in items:
         if "slow" in item.keywords and not config.getoption("--slow"):
             item.add_marker(skip_slow)
+        if "reproduction" in item.keywords and not config.getoption("--reproductions"):
+            item.add_marker(skip_reproduction)
         if "backend_independent" in item.keywords and BACKEND != "tensorflow":
             item.add_marker(
                 pytest.mark.skip(

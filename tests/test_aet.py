@@ -208,7 +208,7 @@ def test_example_quick_runs():
     assert math.isfinite(row["final_loss"])
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 def test_example_trained_features_beat_untrained():
     # The 0.2 form: with the reference's defaults (crop, flip) AET's features
     # did not beat the untrained encoder's on digits in the reduced runs of

@@ -236,7 +236,7 @@ def test_example_quick_runs_and_beats_chance():
         assert len(results[key]) == 1 and results[key][0] > 0.3  # chance is 0.1
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 def test_example_full_comparison():
     """The README comparison: 3 seeds, weight chosen on validation. Only what
     is honest is asserted (both complete and beat chance); the numbers are

@@ -91,7 +91,7 @@ def test_quick_run_writes_table_csv_and_plots(tmp_path, capsys):
     assert float(lsigma["ud90"]) <= float(none["ud90"]) - 2
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 def test_default_run_reaches_the_papers_qualitative_result(tmp_path):
     out = tmp_path / "cov"
     assert cli.main(["covariance", "--output", str(out)]) == 0

@@ -420,7 +420,7 @@ def test_example_quick_runs():
     assert math.isfinite(row["final_loss"])
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 def test_example_trained_features_beat_untrained():
     result = load_example("deep_info_max_mnist").main([])
     assert result["trained_beats_untrained_every_seed"], result

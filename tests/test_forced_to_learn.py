@@ -303,7 +303,7 @@ def test_train_and_score_is_deterministic_and_scores_both_splits():
 # ------------------------------------------------------------------ slow
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 def test_default_run_on_strokes_learns_the_task_and_the_digits(tmp_path):
     status = cli_main(["forced-to-learn", "--output", str(tmp_path)])
     assert status == 0
@@ -318,7 +318,7 @@ def test_default_run_on_strokes_learns_the_task_and_the_digits(tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 def test_row_reading_run_reproduces_its_direction(tmp_path):
     argv = ["forced-to-learn", "--data", "mnist_5k", "--output", str(tmp_path)]
     assert cli_main(argv) == 0
