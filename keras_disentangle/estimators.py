@@ -51,6 +51,8 @@ from typing import Any
 
 from keras import ops
 
+from keras_disentangle import _blocks
+from keras_disentangle._backend import matmul
 from keras_disentangle._ops import as_float
 from keras_disentangle._validation import check_choice
 
@@ -61,6 +63,7 @@ __all__ = [
     "dv_lower_bound",
     "nce_lower_bound",
     "mutual_information",
+    "bilinear_mutual_information",
 ]
 
 ESTIMATORS = ("jsd", "dv", "nce")
@@ -257,11 +260,16 @@ def dv_lower_bound(
     # the gradient of log S (S the global sum) with respect to this block's
     # scores is exp(T) / S = (S_block / S) d log S_block: a term worth 0
     # carries it, so no collective runs in the backward pass.
-    blocks = gather(ops.reshape(ops.stop_gradient(log_sum), (1,)))
-    total = _masked_logsumexp(blocks, blocks > 0.5 * _EMPTY, 0)
+    total = _gathered_log_sum(log_sum, gather)
     weight = ops.exp(log_sum - total)
     carrier = weight - ops.stop_gradient(weight)
     return pairs.finish(e_pos - pairs.row_share * (total - log_n_neg) - carrier)
+
+
+def _gathered_log_sum(log_sum: Any, gather: Callable[[Any], Any]) -> Any:
+    """The global log-sum-exp from every block's ``log_sum`` (no gradient)."""
+    blocks = gather(ops.reshape(ops.stop_gradient(log_sum), (1,)))
+    return _masked_logsumexp(blocks, blocks > 0.5 * _EMPTY, 0)
 
 
 def nce_lower_bound(
@@ -402,3 +410,309 @@ def mutual_information(
             scores, offset=offset, negatives=negatives, self_score=self_score
         )
     return jsd_lower_bound(scores, offset=offset)
+
+
+def _bilinear_scores(y: Any, m: Any) -> Any:
+    """``S[i, j, ...] = sum_u y[i, u] m[j, ..., u]``: ``(n, M, ...)``."""
+    if len(m.shape) == 2:
+        return ops.matmul(y, ops.transpose(m))
+    if len(m.shape) == 3:
+        return ops.einsum("iu,jlu->ijl", y, m)
+    flat = ops.reshape(m, (-1, ops.shape(m)[-1]))
+    scores = matmul(y, ops.transpose(flat))
+    return ops.reshape(scores, (ops.shape(y)[0],) + tuple(ops.shape(m)[:-1]))
+
+
+def _factors(y: Any, m: Any) -> tuple[Any, Any]:
+    """Checks the shapes; returns float tensors of one dtype."""
+    y, m = as_float(y), as_float(m)
+    if y.dtype != m.dtype:
+        dtype = "float64" if "float64" in (y.dtype, m.dtype) else "float32"
+        y, m = ops.cast(y, dtype), ops.cast(m, dtype)
+    if len(y.shape) != 2 or len(m.shape) < 2:
+        raise ValueError(
+            "Invalid shape for arguments y and m: expected y of rank 2 "
+            "(n, u) and m of rank >= 2 (M, ..., u). "
+            f"Received: y.shape={y.shape}, m.shape={m.shape}"
+        )
+    u, v = y.shape[-1], m.shape[-1]
+    if u is not None and v is not None and u != v:
+        raise ValueError(
+            "Invalid shape for arguments y and m: expected the same last "
+            f"dimension u. Received: y.shape={y.shape}, m.shape={m.shape}"
+        )
+    return y, m
+
+
+def bilinear_mutual_information(
+    y: Any,
+    m: Any,
+    estimator: str = "jsd",
+    *,
+    offset: Any = 0,
+    gather: Callable[[Any], Any] | None = None,
+    negatives: str = "all_positions",
+    self_score: float | None = None,
+    block_elements: int | None = None,
+) -> Any:
+    """:func:`mutual_information` of the bilinear scores ``S = y m^T``, in
+    bounded blocks of rows.
+
+    ``S[i, j, ...] = sum_u y[i, u] m[j, ..., u]`` (Deep InfoMax's critic:
+    ``y`` the ``(n, u)`` projected global vectors of the block's rows,
+    ``m`` the ``(M, u)`` or ``(M, L, u)`` projected features of all
+    ``M`` samples). The value and its gradient with respect to ``y`` and
+    ``m`` are those of ``mutual_information(S, estimator, offset=offset,
+    gather=gather, negatives=negatives, self_score=self_score)``.
+
+    **Memory.** With ``block_elements=None``, or up to
+    ``_blocks.MAX_BLOCK_ELEMENTS = 2^24`` scores (``n M L``), or a size
+    known only at run time, ``S`` is formed and differentiated whole (the
+    same computation as :func:`mutual_information`): ``O(n M L)`` memory
+    kept for the backward pass. Beyond, the rows are taken
+    ``b = block_elements // (M L)`` at a time (``_blocks.fused_row_blocks``),
+    each block's scores giving its value and its derivative ``G_b =
+    dI / dS_b`` at once, so memory is ``O((n + M L) u + b M L)``. The
+    derivatives, with ``P`` the positive mask (``j = offset + i``), ``N =
+    1 - P``, ``n_pos = M L``, ``n_neg = M (M - 1) L``, ``sigma`` the
+    logistic function:
+
+    - ``"jsd"``: ``G = P sigma(-S) / n_pos - N sigma(S) / n_neg``;
+    - ``"dv"``: ``G = P / n_pos - c N exp(S - log Z)``, ``log Z`` the
+      negatives' log-sum-exp (this block of rows' own, ``c = n / M``; with
+      ``gather`` the global one, ``c = 1``). ``log Z`` is needed before any
+      block's gradient: a first pass without gradient
+      (``_blocks.scan_row_blocks``) folds the blocks' log-sum-exps, then
+      ``gather`` combines the replicas' as in :func:`dv_lower_bound`;
+    - ``"nce"``, ``negatives="same_position"`` or ``L = 1``: with ``D_il
+      = log(sum_j exp S_ijl [+ exp(self_score)])``, ``G_ijl = (P_ij -
+      exp(S_ijl - D_il)) / n_pos``;
+    - ``"nce"``, ``"all_positions"``: with ``D_il = log(exp S_iil + sum_{j
+      != i, l'} exp S_ijl' [+ L exp(self_score)])``, ``G_iil = (1 -
+      exp(S_iil - D_il)) / n_pos`` and, for ``j != i``, ``G_ijl' =
+      -exp(S_ijl' + log sum_l exp(-D_il)) / n_pos``.
+
+    Each is the derivative of the block's rows' terms of the estimate; the
+    blocks' values add up to the estimate (up to rounding: the sums are
+    taken in another order). ``M < 2`` (no negatives) is one block.
+
+    Args:
+        y: ``(n, u)`` rows (the block's samples), ``n <= M``.
+        m: ``(M, u)`` or ``(M, ..., u)`` columns (all samples).
+        estimator: one of ``"jsd"``, ``"dv"``, ``"nce"``.
+        offset: the index of ``y``'s first row among the ``M`` samples.
+        gather: the collective of a block's DV log-sum-exp (``"dv"`` only).
+        negatives: the InfoNCE negatives (``"nce"`` only).
+        self_score: the InfoNCE score of an image's own positions.
+        block_elements: the scores per block of rows beyond
+            ``MAX_BLOCK_ELEMENTS`` (``2^19`` fits a CPU's cache, ``2^24``
+            an accelerator's kernels); None for one block whatever the size.
+
+    Returns:
+        A scalar tensor, the estimate to maximise.
+
+    Example:
+
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y, m = rng.normal(size=(4, 3)), rng.normal(size=(4, 2, 3))
+        >>> a = bilinear_mutual_information(y, m, "nce")
+        >>> b = mutual_information(np.einsum("iu,jlu->ijl", y, m), "nce")
+        >>> bool(abs(float(a) - float(b)) < 1e-6)
+        True
+
+    References:
+        Hjelm et al., ICLR 2019 (the bilinear critic of section 3 and
+        appendix A.2).
+    """
+    check_choice("estimator", estimator, ESTIMATORS)
+    check_choice("negatives", negatives, NCE_NEGATIVES)
+    self_score = check_self_score(self_score)
+    y, m = _factors(y, m)
+    n, big_m = y.shape[0], m.shape[0]
+    width = None
+    if all(isinstance(d, int) for d in m.shape[:-1]):
+        width = math.prod(m.shape[:-1])
+    rows = None
+    if block_elements is not None and width is not None:
+        rows = _blocks.rows_per_block(n, width, block_elements)
+    if rows is None or big_m < 2:
+        return mutual_information(
+            _bilinear_scores(y, m),
+            estimator,
+            offset=offset,
+            gather=gather,
+            negatives=negatives,
+            self_score=self_score,
+        )
+    if n > big_m:
+        raise ValueError(
+            "Invalid shape for argument y: expected a block of n <= M rows of "
+            f"the M samples of m. Received: y.shape={y.shape}, m.shape={m.shape}"
+        )
+    if self_score is not None and negatives == "same_position" and len(m.shape) > 2:
+        raise ValueError(
+            "Invalid value for argument self_score: expected None with "
+            "negatives='same_position' (the reference's self-scores belong to "
+            f"the 'all_positions' form). Received: self_score={self_score!r}"
+        )
+    return _BlockedEstimate(y, m, offset, rows).estimate(
+        estimator, gather, negatives, self_score
+    )
+
+
+class _BlockedEstimate:
+    """:func:`bilinear_mutual_information` beyond one block: each
+    estimator's block function (its value and ``dI / dS_b``)."""
+
+    def __init__(self, y: Any, m: Any, offset: Any, rows: int):
+        self.y, self.m, self.rows = y, m, rows
+        self.dtype = y.dtype
+        self.n, self.m_count = y.shape[0], m.shape[0]
+        self.positions = math.prod(m.shape[1:-1])
+        self.rank = len(m.shape)  # the scores' rank
+        self.n_pos = float(self.m_count * self.positions)
+        self.n_neg = float(self.m_count * (self.m_count - 1) * self.positions)
+        self.row_share = self.n / self.m_count
+        # Passed as data, not closed over (keras.ops.custom_gradient).
+        self.offset = ops.reshape(ops.cast(offset, self.dtype), (1,))
+
+    def positives(self, scores: Any, start: Any, offset: Any) -> Any:
+        """The ``(b, M, 1, ...)`` mask of the positive pairs of a block."""
+        first = start + ops.cast(offset[0], "int32")
+        index = first + ops.arange(scores.shape[0], dtype="int32")
+        mask = ops.equal(
+            ops.expand_dims(index, 1),
+            ops.expand_dims(ops.arange(self.m_count, dtype="int32"), 0),
+        )
+        return ops.reshape(mask, tuple(mask.shape) + (1,) * (self.rank - 2))
+
+    def rows_mask(self, valid: Any, rank: int) -> Any:
+        """``valid`` ``(b,)`` shaped to broadcast against rank-``rank``
+        tensors."""
+        return ops.reshape(valid, (-1,) + (1,) * (rank - 1))
+
+    def fused(self, block: Any, *data: Any) -> Any:
+        values = _blocks.fused_row_blocks(
+            block,
+            self.y,
+            self.m,
+            rows_per_block=self.rows,
+            n_values=1,
+            column_data=(self.offset, *data),
+        )
+        return values[0]
+
+    def estimate(
+        self,
+        estimator: str,
+        gather: Callable[[Any], Any] | None,
+        negatives: str,
+        self_score: float | None,
+    ) -> Any:
+        if estimator == "dv":
+            return self.dv(gather)
+        if estimator == "nce":
+            return self.nce(negatives, self_score)
+        return self.jsd()
+
+    def jsd(self) -> Any:
+        n_pos, n_neg = self.n_pos, self.n_neg
+
+        def block(scores, valid, start, row_part, column_part):
+            pos = ops.cast(self.positives(scores, start, column_part[0]), self.dtype)
+            w = self.rows_mask(valid, self.rank)
+            value = ops.sum(
+                w
+                * (
+                    pos * (_LOG2 - ops.softplus(-scores)) / n_pos
+                    - (1.0 - pos) * (ops.softplus(scores) - _LOG2) / n_neg
+                )
+            )
+            grad = w * (
+                pos * ops.sigmoid(-scores) / n_pos
+                - (1.0 - pos) * ops.sigmoid(scores) / n_neg
+            )
+            return ops.reshape(value, (1,)), grad
+
+        return self.fused(block)
+
+    def negatives_mask(self, scores: Any, valid: Any, start: Any, offset: Any):
+        pos = self.positives(scores, start, offset)
+        real = self.rows_mask(valid, self.rank) > 0.5
+        return pos, ops.logical_and(ops.logical_not(pos), real)
+
+    def dv(self, gather: Callable[[Any], Any] | None) -> Any:
+        axes = tuple(range(self.rank))
+
+        def fold(scores, valid, start, row_part, column_part, carry):
+            _, neg = self.negatives_mask(scores, valid, start, column_part[0])
+            both = ops.stack([carry, _masked_logsumexp(scores, neg, axes)])
+            return _masked_logsumexp(both, both > 0.5 * _EMPTY, 0)
+
+        log_sum = _blocks.scan_row_blocks(
+            fold,
+            self.y,
+            self.m,
+            ops.full((), _EMPTY, dtype=self.dtype),
+            rows_per_block=self.rows,
+            column_data=(self.offset,),
+        )
+        total = log_sum if gather is None else _gathered_log_sum(log_sum, gather)
+        total = ops.stop_gradient(total)
+        # d/dS of -c log Z over the negatives: c exp(S - log Z).
+        scale = self.row_share if gather is None else 1.0
+        n_pos = self.n_pos
+
+        def block(scores, valid, start, row_part, column_part):
+            offset, log_z = column_part
+            pos, neg = self.negatives_mask(scores, valid, start, offset)
+            pos = ops.cast(pos, self.dtype) * self.rows_mask(valid, self.rank)
+            value = ops.sum(pos * scores) / n_pos
+            softmax = ops.exp(ops.where(neg, scores - log_z[0], float("-inf")))
+            return ops.reshape(value, (1,)), pos / n_pos - scale * softmax
+
+        e_pos = self.fused(block, ops.reshape(total, (1,)))
+        return e_pos - self.row_share * (total - math.log(self.n_neg))
+
+    def nce(self, negatives: str, self_score: float | None) -> Any:
+        rank, n_pos = self.rank, self.n_pos
+        own = None
+        if self_score is not None:  # the reference's own L positions
+            own = self_score + math.log(self.positions)
+        same = negatives == "same_position" or rank == 2
+
+        def block(scores, valid, start, row_part, column_part):
+            pos_bool, neg = self.negatives_mask(scores, valid, start, column_part[0])
+            pos = ops.cast(pos_bool, self.dtype)
+            positive = ops.sum(pos * scores, axis=1)  # (b, ...)
+            if same:
+                log_den = ops.logsumexp(scores, axis=1)
+            else:
+                log_neg = _masked_logsumexp(
+                    scores, ops.logical_not(pos_bool), tuple(range(1, rank))
+                )
+                log_neg = ops.reshape(log_neg, (-1,) + (1,) * (rank - 2))
+                log_den = ops.logaddexp(positive, log_neg)
+            if own is not None:
+                log_den = ops.logaddexp(
+                    log_den, ops.convert_to_tensor(own, dtype=self.dtype)
+                )
+            w = self.rows_mask(valid, rank - 1)
+            value = ops.sum(w * (positive - log_den)) / n_pos
+            if same:
+                softmax = ops.exp(scores - ops.expand_dims(log_den, 1))
+                grad = pos - softmax
+            else:
+                # The negative S_ijl' is in every D_il of its row:
+                # sum_l exp(S_ijl' - D_il) = exp(S_ijl' + logsumexp_l(-D_il)).
+                inverse = ops.logsumexp(-log_den, axis=tuple(range(1, rank - 1)))
+                inverse = ops.reshape(inverse, (-1,) + (1,) * (rank - 1))
+                spread = ops.exp(ops.where(neg, scores + inverse, float("-inf")))
+                own_term = 1.0 - ops.exp(positive - log_den)
+                grad = pos * ops.expand_dims(own_term, 1) - spread
+            grad = self.rows_mask(valid, rank) * grad / n_pos
+            return ops.reshape(value, (1,)), grad
+
+        classes = self.m_count if same else (self.m_count - 1) * self.positions + 1
+        return self.fused(block) + self.row_share * math.log(classes)
