@@ -9,7 +9,12 @@ import pathlib
 import keras
 import numpy as np
 import pytest
-from helpers import assert_reload_resumes, numpy, onednn_empty_slice_xfail
+from helpers import (
+    assert_reload_resumes,
+    count_row_blocks,
+    numpy,
+    onednn_empty_slice_xfail,
+)
 
 import keras_disentangle  # noqa: F401  (registers the classes)
 from keras_disentangle import estimators
@@ -648,20 +653,11 @@ def counted_row_blocks(monkeypatch):
     """Every score block over 12 scores in row blocks of 64 scores (the
     global term's 16 x 16 in 4 blocks of 4 rows, the local 16 x 16 x 9 in
     16 of one row), and a count of the blocked passes."""
-    from keras_disentangle import _blocks, penalties
+    from keras_disentangle import penalties
 
-    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 12)
     monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 64)
     monkeypatch.setattr(penalties, "_DEVICE_BLOCK_ELEMENTS", 64)
-    calls = []
-    fused = _blocks.fused_row_blocks
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs["rows_per_block"])
-        return fused(*args, **kwargs)
-
-    monkeypatch.setattr(_blocks, "fused_row_blocks", counted)
-    return calls
+    return count_row_blocks(monkeypatch, 12)
 
 
 def _one_block(monkeypatch):

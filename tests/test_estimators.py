@@ -5,9 +5,17 @@ import math
 import keras
 import numpy as np
 import pytest
-from helpers import FLOAT64, numpy, rtol, value_and_grad
+from helpers import (
+    FLOAT64,
+    compiled,
+    count_row_blocks,
+    numpy,
+    rtol,
+    value_and_grad,
+)
 
 from keras_disentangle import estimators
+from keras_disentangle._backend import value_and_gradient
 
 
 def _softplus(t):
@@ -98,23 +106,30 @@ def test_nce_negatives_same_position_matches_numpy_loop(shape):
         assert abs(float(got) - np_nce_all_positions(scores)) > 1e-3
 
 
+def _block_log_sums(scores, bounds):
+    """What each block of rows contributes to DV's gathered log-sum-exp."""
+    n, positions = scores.shape[0], scores[0, 0].size
+    rest = scores.reshape(n, n, positions)
+    log_sums = []
+    for lo, hi in bounds:
+        negatives = [
+            rest[i, j, p]
+            for i in range(lo, hi)
+            for j in range(n)
+            if j != i
+            for p in range(positions)
+        ]
+        log_sums.append(_logsumexp(negatives) if negatives else -1e30)
+    return log_sums
+
+
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_blocks_of_rows_add_up_to_the_full_estimate(name):
     # Each replica holds its rows against the gathered batch (synchronized
     # DIM): the shares of a partition of the rows add up to the estimate.
     scores = np.random.default_rng(7).normal(scale=2.0, size=(7, 7, 3))
     bounds = [(0, 3), (3, 3), (3, 7)]  # the middle block is empty
-    log_sums = []
-    if name == "dv":  # what each block contributes to the gathered log-sum-exp
-        for lo, hi in bounds:
-            negatives = [
-                scores[i, j, p]
-                for i in range(lo, hi)
-                for j in range(7)
-                if j != i
-                for p in range(3)
-            ]
-            log_sums.append(_logsumexp(negatives) if negatives else -1e30)
+    log_sums = _block_log_sums(scores, bounds) if name == "dv" else []
 
     def gather(x):
         return keras.ops.convert_to_tensor(np.array(log_sums), dtype=x.dtype)
@@ -353,20 +368,7 @@ def np_bilinear_reference(case, scores):
 
 @pytest.fixture
 def counted_row_blocks(monkeypatch):
-    """Every pair block over 12 scores in bounded row blocks, and a count of
-    the blocked passes (so that a test knows they ran)."""
-    from keras_disentangle import _blocks
-
-    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 12)
-    calls = []
-    fused = _blocks.fused_row_blocks
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs["rows_per_block"])
-        return fused(*args, **kwargs)
-
-    monkeypatch.setattr(_blocks, "fused_row_blocks", counted)
-    return calls
+    return count_row_blocks(monkeypatch, 12)
 
 
 def _split(x, y_shape, m_shape):
@@ -380,46 +382,44 @@ def test_bilinear_blocks_match_one_block_and_numpy(case, counted_row_blocks):
     """Value and gradient (w.r.t. y and m) in row blocks of 3 (7 rows: the
     last block padded with 2) equal the one-block path and the NumPy loop,
     eagerly and compiled, for L = 1 (m of rank 2) and L = 3."""
-    from helpers import compiled
-
-    from keras_disentangle._backend import value_and_gradient
-
-    estimator, kwargs = BILINEAR_CASES[case]
     rng = np.random.default_rng(len(case))
     for m_shape in [(7, 4), (7, 3, 4)]:
-        y = rng.normal(size=(7, 4))
-        m = rng.normal(size=m_shape)
-        width = math.prod(m_shape[:-1])
+        _check_blocks(case, rng.normal(size=(7, 4)), rng.normal(size=m_shape))
+    # The blocked path ran: eagerly and compiled (traced once), each L.
+    assert counted_row_blocks == [3] * 4
 
-        def fn(x, block_elements, m_shape=m_shape):
-            y_x, m_x = _split(x, y.shape, m_shape)
-            return estimators.bilinear_mutual_information(
-                y_x, m_x, estimator, block_elements=block_elements, **kwargs
-            )
 
-        x = np.concatenate([y.ravel(), m.ravel()])
-        one = value_and_grad(lambda x: fn(x, None), x)
-        calls = len(counted_row_blocks)
-        blocked = value_and_grad(lambda x: fn(x, 3 * width), x)
-        assert counted_row_blocks[calls:] == [3]  # the blocked path ran
-        traced = numpy(
-            compiled(lambda x: value_and_gradient(lambda v: fn(v, 3 * width), x))(
-                keras.ops.convert_to_tensor(x)
-            )
+def _check_blocks(case, y, m):
+    estimator, kwargs = BILINEAR_CASES[case]
+    blocks = 3 * math.prod(m.shape[:-1])  # 3 rows
+
+    def fn(x, block_elements):
+        y_x, m_x = _split(x, y.shape, m.shape)
+        return estimators.bilinear_mutual_information(
+            y_x, m_x, estimator, block_elements=block_elements, **kwargs
         )
-        scores = np.einsum("iu,j...u->ij...", y, m)
-        assert float(one[0]) == pytest.approx(
-            np_bilinear_reference(case, scores), rel=rtol(), abs=rtol()
+
+    x = np.concatenate([y.ravel(), m.ravel()])
+    one = value_and_grad(lambda x: fn(x, None), x)
+    blocked = value_and_grad(lambda x: fn(x, blocks), x)
+    traced = numpy(
+        compiled(lambda x: value_and_gradient(lambda v: fn(v, blocks), x))(
+            keras.ops.convert_to_tensor(x)
         )
-        for got in (blocked, traced):
-            assert float(got[0]) == pytest.approx(
-                float(one[0]), rel=rtol(1e-12, 1e-5), abs=rtol(1e-12, 1e-5)
-            )
-            np.testing.assert_allclose(
-                got[1], one[1], rtol=rtol(1e-9, 1e-4), atol=rtol(1e-12, 1e-6)
-            )
-        assert np.abs(one[1][y.size :]).max() > 1e-3  # the gradients compared
-        assert np.abs(one[1][: y.size]).max() > 1e-3
+    )
+    scores = np.einsum("iu,j...u->ij...", y, m)
+    assert float(one[0]) == pytest.approx(
+        np_bilinear_reference(case, scores), rel=rtol(), abs=rtol()
+    )
+    for got in (blocked, traced):
+        assert float(got[0]) == pytest.approx(
+            float(one[0]), rel=rtol(1e-12, 1e-5), abs=rtol(1e-12, 1e-5)
+        )
+        np.testing.assert_allclose(
+            got[1], one[1], rtol=rtol(1e-9, 1e-4), atol=rtol(1e-12, 1e-6)
+        )
+    assert np.abs(one[1][y.size :]).max() > 1e-3  # the gradients compared
+    assert np.abs(one[1][: y.size]).max() > 1e-3
 
 
 @pytest.mark.parametrize("case", sorted(BILINEAR_CASES))
@@ -432,16 +432,7 @@ def test_bilinear_blocks_of_rows_add_up_to_the_full_estimate(case, counted_row_b
     m = rng.normal(size=(7, 3, 4))
     scores = np.einsum("iu,jlu->ijl", y, m)
     bounds = [(0, 3), (3, 3), (3, 7)]
-    log_sums = []
-    for lo, hi in bounds:  # each replica's DV log-sum-exp, for gather
-        negatives = [
-            scores[i, j, p]
-            for i in range(lo, hi)
-            for j in range(7)
-            if j != i
-            for p in range(3)
-        ]
-        log_sums.append(_logsumexp(negatives) if negatives else -1e30)
+    log_sums = _block_log_sums(scores, bounds)  # for gather
 
     def gather(v):
         return keras.ops.convert_to_tensor(np.array(log_sums), dtype=v.dtype)
