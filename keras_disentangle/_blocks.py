@@ -214,15 +214,21 @@ def scan_row_blocks(
         >>> float(top)
         5.0
     """
-    rows = ops.stop_gradient(rows)
-    columns = ops.stop_gradient(columns)
+    rows, columns = (
+        ops.stop_gradient(ops.convert_to_tensor(x)) for x in (rows, columns)
+    )
     n, width = rows.shape[0], rows.shape[-1]
     column_shape = tuple(columns.shape[:-1])
     n_blocks = math.ceil(n / rows_per_block)
     b = rows_per_block
     flat_columns = ops.reshape(columns, (-1, width))
-    column_part = tuple(ops.stop_gradient(x) for x in column_data)
-    padded = [_pad_rows(ops.stop_gradient(x), n_blocks * b) for x in (rows, *row_data)]
+    column_part = tuple(
+        ops.stop_gradient(ops.convert_to_tensor(x)) for x in column_data
+    )
+    padded = [
+        _pad_rows(ops.stop_gradient(ops.convert_to_tensor(x)), n_blocks * b)
+        for x in (rows, *row_data)
+    ]
 
     def step(i: Any, carry: Any) -> Any:
         start, _, data_b, scores, valid = _row_block(

@@ -488,11 +488,15 @@ def bilinear_mutual_information(
       = log(sum_j exp S_ijl [+ exp(self_score)])``, ``G_ijl = (P_ij -
       exp(S_ijl - D_il)) / n_pos``;
     - ``"nce"``, ``"all_positions"``: with ``D_il = log(exp S_iil + sum_{j
-      != i, l'} exp S_ijl' [+ L exp(self_score)])``, ``G_iil = (1 -
-      exp(S_iil - D_il)) / n_pos`` and, for ``j != i``, ``G_ijl' =
-      -exp(S_ijl' + log sum_l exp(-D_il)) / n_pos``.
+      != i, l'} exp S_ijl' [+ L exp(self_score)])`` and ``R_i = log
+      sum_{j != i, l'} exp S_ijl'`` (the negatives' log-sum-exp),
+      ``G_iil = (1 - exp(S_iil - D_il)) / n_pos`` and, for ``j != i``,
+      ``G_ijl' = -exp(S_ijl' - R_i) sum_l exp(R_i - D_il) / n_pos``.
 
-    Each is the derivative of the block's rows' terms of the estimate; the
+    Every ``exp(S - ...)`` is computed as ``exp(S - max) / sum`` over the
+    row, never as the difference of two large logarithms, so float32
+    gradients keep their precision for scores of any magnitude. Each is
+    the derivative of the block's rows' terms of the estimate; the
     blocks' values add up to the estimate (up to rounding: the sums are
     taken in another order). ``M < 2`` (no negatives) is one block.
 
@@ -643,37 +647,44 @@ class _BlockedEstimate:
         return pos, ops.logical_and(ops.logical_not(pos), real)
 
     def dv(self, gather: Callable[[Any], Any] | None) -> Any:
-        axes = tuple(range(self.rank))
-
         def fold(scores, valid, start, row_part, column_part, carry):
+            """The negatives' running maximum and sum of ``exp(S - max)``."""
+            top, total = carry
             _, neg = self.negatives_mask(scores, valid, start, column_part[0])
-            both = ops.stack([carry, _masked_logsumexp(scores, neg, axes)])
-            return _masked_logsumexp(both, both > 0.5 * _EMPTY, 0)
+            new_top = ops.maximum(top, ops.max(ops.where(neg, scores, _EMPTY)))
+            exps = ops.exp(ops.where(neg, scores - new_top, float("-inf")))
+            return new_top, total * ops.exp(top - new_top) + ops.sum(exps)
 
-        log_sum = _blocks.scan_row_blocks(
+        zero = ops.zeros((), dtype=self.dtype)
+        top, total = _blocks.scan_row_blocks(
             fold,
             self.y,
             self.m,
-            ops.full((), _EMPTY, dtype=self.dtype),
+            (zero + _EMPTY, zero),
             rows_per_block=self.rows,
             column_data=(self.offset,),
         )
-        total = log_sum if gather is None else _gathered_log_sum(log_sum, gather)
-        total = ops.stop_gradient(total)
-        # d/dS of -c log Z over the negatives: c exp(S - log Z).
-        scale = self.row_share if gather is None else 1.0
+        log_sum = top + ops.log(total)  # total >= 1: M >= 2 and n >= 1
+        # d/dS of -c log Z over the negatives, c exp(S - log Z), as
+        # exp(S - max) / sum times Z_rows / Z (1 without gather).
+        factor = ops.reshape(self.row_share / total, (1,))
+        log_z = log_sum
+        if gather is not None:
+            log_z = _gathered_log_sum(log_sum, gather)
+            factor = ops.reshape(ops.exp(log_sum - log_z) / total, (1,))
         n_pos = self.n_pos
 
         def block(scores, valid, start, row_part, column_part):
-            offset, log_z = column_part
+            offset, top, factor = column_part
             pos, neg = self.negatives_mask(scores, valid, start, offset)
             pos = ops.cast(pos, self.dtype) * self.rows_mask(valid, self.rank)
             value = ops.sum(pos * scores) / n_pos
-            softmax = ops.exp(ops.where(neg, scores - log_z[0], float("-inf")))
-            return ops.reshape(value, (1,)), pos / n_pos - scale * softmax
+            exps = ops.exp(ops.where(neg, scores - top[0], float("-inf")))
+            return ops.reshape(value, (1,)), pos / n_pos - factor[0] * exps
 
-        e_pos = self.fused(block, ops.reshape(total, (1,)))
-        return e_pos - self.row_share * (total - math.log(self.n_neg))
+        e_pos = self.fused(block, ops.reshape(top, (1,)), ops.stop_gradient(factor))
+        log_z = ops.stop_gradient(log_z)
+        return e_pos - self.row_share * (log_z - math.log(self.n_neg))
 
     def nce(self, negatives: str, self_score: float | None) -> Any:
         rank, n_pos = self.rank, self.n_pos
@@ -682,35 +693,55 @@ class _BlockedEstimate:
             own = self_score + math.log(self.positions)
         same = negatives == "same_position" or rank == 2
 
+        def same_position(scores, pos, positive):
+            """``(P - D, dI/dS)``: the softmax over the images at each
+            position, as ``exp(S - max) / sum``."""
+            top = ops.max(scores, axis=1, keepdims=True)
+            exps = ops.exp(scores - top)
+            log_den = ops.log(ops.sum(exps, axis=1))  # D - max
+            top = ops.squeeze(top, axis=1)
+            if own is not None:
+                log_den = ops.logaddexp(log_den, own - top)
+            softmax = exps * ops.expand_dims(ops.exp(-log_den), 1)
+            return positive - top - log_den, pos - softmax
+
+        def all_positions(scores, pos_bool, positive):
+            """``(P - D, dI/dS)`` with every score taken relative to the
+            row's negatives, ``R = log sum_{j != i, l'} exp S_ijl'``, as
+            ``exp(S - max) / sum`` (no difference of two large logs)."""
+            other = ops.logical_not(pos_bool)
+            axes = tuple(range(1, rank))
+            top = ops.max(ops.where(other, scores, _EMPTY), axis=axes)  # (b,)
+            top = ops.reshape(top, (-1,) + (1,) * (rank - 1))
+            exps = ops.exp(ops.where(other, scores - top, float("-inf")))
+            total = ops.sum(exps, axis=axes, keepdims=True)  # >= 1
+            row = (-1,) + (1,) * (rank - 2)  # (b, 1, ...) against P (b, ...)
+            shift = ops.reshape(top, row) + ops.log(ops.reshape(total, row))
+            ratio = positive - shift  # P - R
+            parts = [ops.zeros_like(ratio), ratio]
+            if own is not None:
+                parts.append(ops.broadcast_to(own - shift, ops.shape(ratio)))
+            log_z = ops.logsumexp(ops.stack(parts), axis=0)  # D - R
+            # 1 - exp(P - D): the share of the negatives (and own scores).
+            rest = -log_z if own is None else ops.softplus(own - shift) - log_z
+            # sum_l exp(S_ijl' - D_il) = exp(S_ijl' - R) sum_l exp(R - D_il).
+            spread = ops.sum(ops.exp(-log_z), axis=tuple(range(1, rank - 1)))
+            spread = ops.reshape(spread, (-1,) + (1,) * (rank - 1))
+            grad = (
+                ops.cast(pos_bool, self.dtype) * ops.expand_dims(ops.exp(rest), 1)
+                - (exps / total) * spread
+            )
+            return ratio - log_z, grad
+
         def block(scores, valid, start, row_part, column_part):
-            pos_bool, neg = self.negatives_mask(scores, valid, start, column_part[0])
+            pos_bool = self.positives(scores, start, column_part[0])
             pos = ops.cast(pos_bool, self.dtype)
             positive = ops.sum(pos * scores, axis=1)  # (b, ...)
             if same:
-                log_den = ops.logsumexp(scores, axis=1)
+                log_probs, grad = same_position(scores, pos, positive)
             else:
-                log_neg = _masked_logsumexp(
-                    scores, ops.logical_not(pos_bool), tuple(range(1, rank))
-                )
-                log_neg = ops.reshape(log_neg, (-1,) + (1,) * (rank - 2))
-                log_den = ops.logaddexp(positive, log_neg)
-            if own is not None:
-                log_den = ops.logaddexp(
-                    log_den, ops.convert_to_tensor(own, dtype=self.dtype)
-                )
-            w = self.rows_mask(valid, rank - 1)
-            value = ops.sum(w * (positive - log_den)) / n_pos
-            if same:
-                softmax = ops.exp(scores - ops.expand_dims(log_den, 1))
-                grad = pos - softmax
-            else:
-                # The negative S_ijl' is in every D_il of its row:
-                # sum_l exp(S_ijl' - D_il) = exp(S_ijl' + logsumexp_l(-D_il)).
-                inverse = ops.logsumexp(-log_den, axis=tuple(range(1, rank - 1)))
-                inverse = ops.reshape(inverse, (-1,) + (1,) * (rank - 1))
-                spread = ops.exp(ops.where(neg, scores + inverse, float("-inf")))
-                own_term = 1.0 - ops.exp(positive - log_den)
-                grad = pos * ops.expand_dims(own_term, 1) - spread
+                log_probs, grad = all_positions(scores, pos_bool, positive)
+            value = ops.sum(self.rows_mask(valid, rank - 1) * log_probs) / n_pos
             grad = self.rows_mask(valid, rank) * grad / n_pos
             return ops.reshape(value, (1,)), grad
 

@@ -472,3 +472,30 @@ def test_bilinear_bad_shapes_raise():
         estimators.bilinear_mutual_information(np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="arguments y and m.*rank 2"):
         estimators.bilinear_mutual_information(np.zeros((2,)), np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("case", sorted(BILINEAR_CASES))
+def test_bilinear_blocks_keep_float32_precision_for_large_scores(
+    case, counted_row_blocks
+):
+    """Scores of about 1e4: the float32 gradient in row blocks is as close
+    to the one-block gradient as float32 allows (exp(S - max) / sum, not a
+    difference of two logs of 1e4, which loses 1e-3)."""
+    estimator, kwargs = BILINEAR_CASES[case]
+    rng = np.random.default_rng(5)
+    y = rng.normal(scale=100.0, size=(7, 4)).astype("float32")
+    m = rng.normal(scale=100.0, size=(7, 3, 4)).astype("float32")
+
+    def fn(x, block_elements):
+        y_x, m_x = _split(x, y.shape, m.shape)
+        return estimators.bilinear_mutual_information(
+            y_x, m_x, estimator, block_elements=block_elements, **kwargs
+        )
+
+    x = np.concatenate([y.ravel(), m.ravel()])
+    _, one = value_and_grad(lambda x: fn(x, None), x)
+    _, blocked = value_and_grad(lambda x: fn(x, 42), x)
+    assert counted_row_blocks == [2]
+    scale = np.abs(one).max()
+    assert scale > 1e-3
+    np.testing.assert_allclose(blocked, one, rtol=0, atol=1e-5 * scale)
