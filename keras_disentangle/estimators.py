@@ -581,15 +581,21 @@ class _BlockedEstimate:
         # Passed as data, not closed over (keras.ops.custom_gradient).
         self.offset = ops.reshape(ops.cast(offset, self.dtype), (1,))
 
-    def positives(self, scores: Any, start: Any, offset: Any) -> Any:
-        """The ``(b, M, 1, ...)`` mask of the positive pairs of a block."""
+    def positives(self, scores: Any, start: Any, offset: Any) -> tuple[Any, Any]:
+        """The ``(b, M, 1, ...)`` mask of a block's positive pairs and their
+        ``(b, ...)`` scores ``S_{i, offset + i}`` (taken, not masked: a
+        padded row's is any of its scores)."""
         first = start + ops.cast(offset[0], "int32")
         index = first + ops.arange(scores.shape[0], dtype="int32")
         mask = ops.equal(
             ops.expand_dims(index, 1),
             ops.expand_dims(ops.arange(self.m_count, dtype="int32"), 0),
         )
-        return ops.reshape(mask, tuple(mask.shape) + (1,) * (self.rank - 2))
+        trailing = (1,) * (self.rank - 2)
+        mask = ops.reshape(mask, tuple(mask.shape) + trailing)
+        column = ops.reshape(ops.clip(index, 0, self.m_count - 1), (-1, 1) + trailing)
+        positive = ops.take_along_axis(scores, column, axis=1)
+        return mask, ops.squeeze(positive, axis=1)
 
     def rows_mask(self, valid: Any, rank: int) -> Any:
         """``valid`` ``(b,)`` shaped to broadcast against rank-``rank``
@@ -622,35 +628,43 @@ class _BlockedEstimate:
 
     def jsd(self) -> Any:
         n_pos, n_neg = self.n_pos, self.n_neg
+        rank = self.rank
 
         def block(scores, valid, start, row_part, column_part):
-            pos = ops.cast(self.positives(scores, start, column_part[0]), self.dtype)
-            w = self.rows_mask(valid, self.rank)
-            value = ops.sum(
-                w
+            # Every pair as a negative, then the positives corrected from
+            # their (b, ...) scores: two passes over the block (softplus and
+            # sigmoid(S) = exp(S - softplus(S))), the rest on (b, ...).
+            pos, positive = self.positives(scores, start, column_part[0])
+            w = self.rows_mask(valid, rank)
+            soft = ops.softplus(scores)
+            value = -ops.sum(w * (soft - _LOG2)) / n_neg
+            v = self.rows_mask(valid, rank - 1)
+            value = value + ops.sum(
+                v
                 * (
-                    pos * (_LOG2 - ops.softplus(-scores)) / n_pos
-                    - (1.0 - pos) * (ops.softplus(scores) - _LOG2) / n_neg
+                    (_LOG2 - ops.softplus(-positive)) / n_pos
+                    + (ops.softplus(positive) - _LOG2) / n_neg
                 )
             )
-            grad = w * (
-                pos * ops.sigmoid(-scores) / n_pos
-                - (1.0 - pos) * ops.sigmoid(scores) / n_neg
-            )
-            return ops.reshape(value, (1,)), grad
+            negative = -ops.exp(scores - soft) / n_neg
+            fix = ops.sigmoid(-positive) / n_pos + ops.sigmoid(positive) / n_neg
+            grad = ops.where(pos, negative + ops.expand_dims(fix, 1), negative)
+            return ops.reshape(value, (1,)), w * grad
 
         return self.fused(block)
 
     def negatives_mask(self, scores: Any, valid: Any, start: Any, offset: Any):
-        pos = self.positives(scores, start, offset)
+        """The positive pairs' mask, their scores and the negatives' mask
+        (real rows only), ``(b, M, 1, ...)``."""
+        pos, positive = self.positives(scores, start, offset)
         real = self.rows_mask(valid, self.rank) > 0.5
-        return pos, ops.logical_and(ops.logical_not(pos), real)
+        return pos, positive, ops.logical_and(ops.logical_not(pos), real)
 
     def dv(self, gather: Callable[[Any], Any] | None) -> Any:
         def fold(scores, valid, start, row_part, column_part, carry):
             """The negatives' running maximum and sum of ``exp(S - max)``."""
             top, total = carry
-            _, neg = self.negatives_mask(scores, valid, start, column_part[0])
+            _, _, neg = self.negatives_mask(scores, valid, start, column_part[0])
             new_top = ops.maximum(top, ops.max(ops.where(neg, scores, _EMPTY)))
             exps = ops.exp(ops.where(neg, scores - new_top, float("-inf")))
             return new_top, total * ops.exp(top - new_top) + ops.sum(exps)
@@ -676,11 +690,15 @@ class _BlockedEstimate:
 
         def block(scores, valid, start, row_part, column_part):
             offset, top, factor = column_part
-            pos, neg = self.negatives_mask(scores, valid, start, offset)
-            pos = ops.cast(pos, self.dtype) * self.rows_mask(valid, self.rank)
-            value = ops.sum(pos * scores) / n_pos
-            exps = ops.exp(ops.where(neg, scores - top[0], float("-inf")))
-            return ops.reshape(value, (1,)), pos / n_pos - factor[0] * exps
+            pos, positive, neg = self.negatives_mask(scores, valid, start, offset)
+            v = self.rows_mask(valid, self.rank - 1)
+            value = ops.sum(v * positive) / n_pos
+            negative = -factor[0] * ops.exp(
+                ops.where(neg, scores - top[0], float("-inf"))
+            )
+            pos = ops.logical_and(pos, self.rows_mask(valid, self.rank) > 0.5)
+            grad = ops.where(pos, negative + 1.0 / n_pos, negative)
+            return ops.reshape(value, (1,)), grad
 
         e_pos = self.fused(block, ops.reshape(top, (1,)), ops.stop_gradient(factor))
         log_z = ops.stop_gradient(log_z)
@@ -703,7 +721,8 @@ class _BlockedEstimate:
             if own is not None:
                 log_den = ops.logaddexp(log_den, own - top)
             softmax = exps * ops.expand_dims(ops.exp(-log_den), 1)
-            return positive - top - log_den, pos - softmax
+            grad = ops.where(pos, 1.0 - softmax, -softmax)
+            return positive - top - log_den, grad
 
         def all_positions(scores, pos_bool, positive):
             """``(P - D, dI/dS)`` with every score taken relative to the
@@ -727,18 +746,17 @@ class _BlockedEstimate:
             # sum_l exp(S_ijl' - D_il) = exp(S_ijl' - R) sum_l exp(R - D_il).
             spread = ops.sum(ops.exp(-log_z), axis=tuple(range(1, rank - 1)))
             spread = ops.reshape(spread, (-1,) + (1,) * (rank - 1))
-            grad = (
-                ops.cast(pos_bool, self.dtype) * ops.expand_dims(ops.exp(rest), 1)
-                - (exps / total) * spread
+            grad = ops.where(
+                pos_bool,
+                ops.expand_dims(ops.exp(rest), 1),
+                -exps * (spread / total),
             )
             return ratio - log_z, grad
 
         def block(scores, valid, start, row_part, column_part):
-            pos_bool = self.positives(scores, start, column_part[0])
-            pos = ops.cast(pos_bool, self.dtype)
-            positive = ops.sum(pos * scores, axis=1)  # (b, ...)
+            pos_bool, positive = self.positives(scores, start, column_part[0])
             if same:
-                log_probs, grad = same_position(scores, pos, positive)
+                log_probs, grad = same_position(scores, pos_bool, positive)
             else:
                 log_probs, grad = all_positions(scores, pos_bool, positive)
             value = ops.sum(self.rows_mask(valid, rank - 1) * log_probs) / n_pos
