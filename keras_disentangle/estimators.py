@@ -482,7 +482,8 @@ def bilinear_mutual_information(
       negatives' log-sum-exp (this block of rows' own, ``c = n / M``; with
       ``gather`` the global one, ``c = 1``). ``log Z`` is needed before any
       block's gradient: a first pass without gradient
-      (``_blocks.scan_row_blocks``) folds the blocks' log-sum-exps, then
+      (``_blocks.scan_row_blocks``) folds the negatives' running maximum
+      ``t`` and sum ``s = sum exp(S - t)`` (``log Z = t + log s``), then
       ``gather`` combines the replicas' as in :func:`dv_lower_bound`;
     - ``"nce"``, ``negatives="same_position"`` or ``L = 1``: with ``D_il
       = log(sum_j exp S_ijl [+ exp(self_score)])``, ``G_ijl = (P_ij -
@@ -493,9 +494,10 @@ def bilinear_mutual_information(
       ``G_iil = (1 - exp(S_iil - D_il)) / n_pos`` and, for ``j != i``,
       ``G_ijl' = -exp(S_ijl' - R_i) sum_l exp(R_i - D_il) / n_pos``.
 
-    Every ``exp(S - ...)`` is computed as ``exp(S - max) / sum`` over the
-    row, never as the difference of two large logarithms, so float32
-    gradients keep their precision for scores of any magnitude. Each is
+    Every ``exp(S - ...)`` is computed as ``exp(S - max) / sum`` (over the
+    row, or DV's ``t`` and ``s``), never as the difference of two large
+    logarithms, so float32 gradients keep their precision for scores of
+    any magnitude (JSD's ``sigma(S) = exp(S - softplus(S))``). Each is
     the derivative of the block's rows' terms of the estimate; the
     blocks' values add up to the estimate (up to rounding: the sums are
     taken in another order). ``M < 2`` (no negatives) is one block.
