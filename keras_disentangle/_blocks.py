@@ -34,7 +34,7 @@ from keras import ops
 
 from keras_disentangle._backend import matmul
 
-__all__ = ["rows_per_block", "fused_row_blocks"]
+__all__ = ["rows_per_block", "fused_row_blocks", "scan_row_blocks"]
 
 #: The largest pair block differentiated the usual way (one ``n x M`` block,
 #: 64 MiB in float32); beyond it the blocked loop bounds memory.
@@ -72,6 +72,23 @@ def _pad_rows(x: Any, n_rows: int) -> Any:
         zeros = ops.zeros((missing,) + tuple(x.shape[1:]), dtype=x.dtype)
         x = ops.concatenate([x, zeros], axis=0)
     return x
+
+
+def _row_block(
+    i: Any, padded: list, flat_columns: Any, b: int, column_shape: tuple, n: int
+) -> tuple[Any, Any, tuple, Any, Any]:
+    """Block ``i``: its first row's index, its rows, its slices of the row
+    data, its ``(b, M, ...)`` scores and its ``(b,)`` mask of real rows."""
+    start = ops.cast(i, "int32") * b
+    rows_b, *data_b = (
+        ops.slice(x, (start,) + (0,) * (len(x.shape) - 1), (b,) + x.shape[1:])
+        for x in padded
+    )
+    scores = ops.reshape(
+        matmul(rows_b, ops.transpose(flat_columns)), (b,) + column_shape
+    )
+    valid = ops.cast(start + ops.arange(b, dtype="int32") < n, rows_b.dtype)
+    return start, rows_b, tuple(data_b), scores, valid
 
 
 def fused_row_blocks(
@@ -125,16 +142,10 @@ def fused_row_blocks(
 
         def step(i: Any, carry: Any) -> Any:
             d_rows, d_columns, values = carry
-            start = ops.cast(i, "int32") * b
-            rows_b, *data_b = (
-                ops.slice(x, (start,) + (0,) * (len(x.shape) - 1), (b,) + x.shape[1:])
-                for x in padded
+            start, rows_b, data_b, scores, valid = _row_block(
+                i, padded, flat_columns, b, column_shape, n
             )
-            scores = ops.reshape(
-                matmul(rows_b, ops.transpose(flat_columns)), (b,) + column_shape
-            )
-            valid = ops.cast(start + ops.arange(b, dtype="int32") < n, rows.dtype)
-            part, grad = block(scores, valid, start, tuple(data_b), column_part)
+            part, grad = block(scores, valid, start, data_b, column_part)
             grad = ops.reshape(ops.cast(grad, rows.dtype), (b, -1))
             d_rows = ops.slice_update(d_rows, (start, 0), matmul(grad, flat_columns))
             d_columns = d_columns + matmul(ops.transpose(grad), rows_b)
@@ -160,3 +171,69 @@ def fused_row_blocks(
         return values, grad_fn
 
     return run(rows, columns, *row_data, *column_data)
+
+
+def scan_row_blocks(
+    block: Block,
+    rows: Any,
+    columns: Any,
+    init: Any,
+    *,
+    rows_per_block: int,
+    row_data: Sequence[Any] = (),
+    column_data: Sequence[Any] = (),
+) -> Any:
+    """A carry folded over the row blocks of ``S = rows columns^T``, no gradient.
+
+    The forward-only companion of :func:`fused_row_blocks`, for a statistic
+    of all the scores that later blocks need (a global maximum, a
+    log-sum-exp): ``carry = block(scores, valid, start, row_data_b,
+    column_data, carry)`` for each block in turn, with the same arguments
+    as there; only one block of scores exists at a time. The inputs are
+    taken without their gradient (``stop_gradient``).
+
+    Args:
+        block: the block function above (pure ``keras.ops``).
+        rows: ``(n, u)`` float tensor, static shape.
+        columns: ``(M, ..., u)`` float tensor, static shape.
+        init: the initial carry (a tensor or a tuple of tensors).
+        rows_per_block: ``b``, from :func:`rows_per_block`.
+        row_data: ``(n, ...)`` tensors cut into blocks with the rows.
+        column_data: tensors passed whole.
+
+    Returns:
+        The last carry.
+
+    Example:
+
+        >>> import numpy as np
+        >>> from keras import ops
+        >>> top = scan_row_blocks(
+        ...     lambda s, valid, start, r, c, carry: ops.maximum(carry, ops.max(s)),
+        ...     np.eye(3), np.arange(6.0).reshape(2, 3), -np.inf, rows_per_block=2)
+        >>> float(top)
+        5.0
+    """
+    rows, columns = (
+        ops.stop_gradient(ops.convert_to_tensor(x)) for x in (rows, columns)
+    )
+    n, width = rows.shape[0], rows.shape[-1]
+    column_shape = tuple(columns.shape[:-1])
+    n_blocks = math.ceil(n / rows_per_block)
+    b = rows_per_block
+    flat_columns = ops.reshape(columns, (-1, width))
+    column_part = tuple(
+        ops.stop_gradient(ops.convert_to_tensor(x)) for x in column_data
+    )
+    padded = [
+        _pad_rows(ops.stop_gradient(ops.convert_to_tensor(x)), n_blocks * b)
+        for x in (rows, *row_data)
+    ]
+
+    def step(i: Any, carry: Any) -> Any:
+        start, _, data_b, scores, valid = _row_block(
+            i, padded, flat_columns, b, column_shape, n
+        )
+        return block(scores, valid, start, data_b, column_part, carry)
+
+    return ops.fori_loop(0, n_blocks, step, init)

@@ -51,6 +51,8 @@ from typing import Any
 
 from keras import ops
 
+from keras_disentangle import _blocks
+from keras_disentangle._backend import matmul
 from keras_disentangle._ops import as_float
 from keras_disentangle._validation import check_choice
 
@@ -61,6 +63,7 @@ __all__ = [
     "dv_lower_bound",
     "nce_lower_bound",
     "mutual_information",
+    "bilinear_mutual_information",
 ]
 
 ESTIMATORS = ("jsd", "dv", "nce")
@@ -257,11 +260,16 @@ def dv_lower_bound(
     # the gradient of log S (S the global sum) with respect to this block's
     # scores is exp(T) / S = (S_block / S) d log S_block: a term worth 0
     # carries it, so no collective runs in the backward pass.
-    blocks = gather(ops.reshape(ops.stop_gradient(log_sum), (1,)))
-    total = _masked_logsumexp(blocks, blocks > 0.5 * _EMPTY, 0)
+    total = _gathered_log_sum(log_sum, gather)
     weight = ops.exp(log_sum - total)
     carrier = weight - ops.stop_gradient(weight)
     return pairs.finish(e_pos - pairs.row_share * (total - log_n_neg) - carrier)
+
+
+def _gathered_log_sum(log_sum: Any, gather: Callable[[Any], Any]) -> Any:
+    """The global log-sum-exp from every block's ``log_sum`` (no gradient)."""
+    blocks = gather(ops.reshape(ops.stop_gradient(log_sum), (1,)))
+    return _masked_logsumexp(blocks, blocks > 0.5 * _EMPTY, 0)
 
 
 def nce_lower_bound(
@@ -402,3 +410,360 @@ def mutual_information(
             scores, offset=offset, negatives=negatives, self_score=self_score
         )
     return jsd_lower_bound(scores, offset=offset)
+
+
+def _bilinear_scores(y: Any, m: Any) -> Any:
+    """``S[i, j, ...] = sum_u y[i, u] m[j, ..., u]``: ``(n, M, ...)``."""
+    if len(m.shape) == 2:
+        return ops.matmul(y, ops.transpose(m))
+    if len(m.shape) == 3:
+        return ops.einsum("iu,jlu->ijl", y, m)
+    flat = ops.reshape(m, (-1, ops.shape(m)[-1]))
+    scores = matmul(y, ops.transpose(flat))
+    return ops.reshape(scores, (ops.shape(y)[0],) + tuple(ops.shape(m)[:-1]))
+
+
+def _factors(y: Any, m: Any) -> tuple[Any, Any]:
+    """Checks the shapes; returns float tensors of one dtype."""
+    y, m = as_float(y), as_float(m)
+    if y.dtype != m.dtype:
+        dtype = "float64" if "float64" in (y.dtype, m.dtype) else "float32"
+        y, m = ops.cast(y, dtype), ops.cast(m, dtype)
+    if len(y.shape) != 2 or len(m.shape) < 2:
+        raise ValueError(
+            "Invalid shape for arguments y and m: expected y of rank 2 "
+            "(n, u) and m of rank >= 2 (M, ..., u). "
+            f"Received: y.shape={y.shape}, m.shape={m.shape}"
+        )
+    u, v = y.shape[-1], m.shape[-1]
+    if u is not None and v is not None and u != v:
+        raise ValueError(
+            "Invalid shape for arguments y and m: expected the same last "
+            f"dimension u. Received: y.shape={y.shape}, m.shape={m.shape}"
+        )
+    return y, m
+
+
+def bilinear_mutual_information(
+    y: Any,
+    m: Any,
+    estimator: str = "jsd",
+    *,
+    offset: Any = 0,
+    gather: Callable[[Any], Any] | None = None,
+    negatives: str = "all_positions",
+    self_score: float | None = None,
+    block_elements: int | None = None,
+) -> Any:
+    """:func:`mutual_information` of the bilinear scores ``S = y m^T``, in
+    bounded blocks of rows.
+
+    ``S[i, j, ...] = sum_u y[i, u] m[j, ..., u]`` (Deep InfoMax's critic:
+    ``y`` the ``(n, u)`` projected global vectors of the block's rows,
+    ``m`` the ``(M, u)`` or ``(M, L, u)`` projected features of all
+    ``M`` samples). The value and its gradient with respect to ``y`` and
+    ``m`` are those of ``mutual_information(S, estimator, offset=offset,
+    gather=gather, negatives=negatives, self_score=self_score)``.
+
+    **Memory.** With ``block_elements=None``, or up to
+    ``_blocks.MAX_BLOCK_ELEMENTS = 2^24`` scores (``n M L``), or a size
+    known only at run time, ``S`` is formed and differentiated whole (the
+    same computation as :func:`mutual_information`): ``O(n M L)`` memory
+    kept for the backward pass. Beyond, the rows are taken
+    ``b = block_elements // (M L)`` at a time (``_blocks.fused_row_blocks``),
+    each block's scores giving its value and its derivative ``G_b =
+    dI / dS_b`` at once, so memory is ``O((n + M L) u + b M L)``. The
+    derivatives, with ``P`` the positive mask (``j = offset + i``), ``N =
+    1 - P``, ``n_pos = M L``, ``n_neg = M (M - 1) L``, ``sigma`` the
+    logistic function:
+
+    - ``"jsd"``: ``G = P sigma(-S) / n_pos - N sigma(S) / n_neg``;
+    - ``"dv"``: ``G = P / n_pos - c N exp(S - log Z)``, ``log Z`` the
+      negatives' log-sum-exp (this block of rows' own, ``c = n / M``; with
+      ``gather`` the global one, ``c = 1``). ``log Z`` is needed before any
+      block's gradient: a first pass without gradient
+      (``_blocks.scan_row_blocks``) folds the negatives' running maximum
+      ``t`` and sum ``s = sum exp(S - t)`` (``log Z = t + log s``), then
+      ``gather`` combines the replicas' as in :func:`dv_lower_bound`;
+    - ``"nce"``, ``negatives="same_position"`` or ``L = 1``: with ``D_il
+      = log(sum_j exp S_ijl [+ exp(self_score)])``, ``G_ijl = (P_ij -
+      exp(S_ijl - D_il)) / n_pos``;
+    - ``"nce"``, ``"all_positions"``: with ``D_il = log(exp S_iil + sum_{j
+      != i, l'} exp S_ijl' [+ L exp(self_score)])`` and ``R_i = log
+      sum_{j != i, l'} exp S_ijl'`` (the negatives' log-sum-exp),
+      ``G_iil = (1 - exp(S_iil - D_il)) / n_pos`` and, for ``j != i``,
+      ``G_ijl' = -exp(S_ijl' - R_i) sum_l exp(R_i - D_il) / n_pos``.
+
+    Every ``exp(S - ...)`` is computed as ``exp(S - max) / sum`` (over the
+    row, or DV's ``t`` and ``s``), never as the difference of two large
+    logarithms, so float32 gradients keep their precision for scores of
+    any magnitude (JSD's ``sigma(S) = exp(S - softplus(S))``). Each is
+    the derivative of the block's rows' terms of the estimate; the
+    blocks' values add up to the estimate (up to rounding: the sums are
+    taken in another order). ``M < 2`` (no negatives) is one block.
+
+    Args:
+        y: ``(n, u)`` rows (the block's samples), ``n <= M``.
+        m: ``(M, u)`` or ``(M, ..., u)`` columns (all samples).
+        estimator: one of ``"jsd"``, ``"dv"``, ``"nce"``.
+        offset: the index of ``y``'s first row among the ``M`` samples.
+        gather: the collective of a block's DV log-sum-exp (``"dv"`` only).
+        negatives: the InfoNCE negatives (``"nce"`` only).
+        self_score: the InfoNCE score of an image's own positions.
+        block_elements: the scores per block of rows beyond
+            ``MAX_BLOCK_ELEMENTS`` (``2^19`` fits a CPU's cache, ``2^24``
+            an accelerator's kernels); None for one block whatever the size.
+
+    Returns:
+        A scalar tensor, the estimate to maximise.
+
+    Example:
+
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y, m = rng.normal(size=(4, 3)), rng.normal(size=(4, 2, 3))
+        >>> a = bilinear_mutual_information(y, m, "nce")
+        >>> b = mutual_information(np.einsum("iu,jlu->ijl", y, m), "nce")
+        >>> bool(abs(float(a) - float(b)) < 1e-6)
+        True
+
+    References:
+        Hjelm et al., ICLR 2019 (the bilinear critic of section 3 and
+        appendix A.2).
+    """
+    check_choice("estimator", estimator, ESTIMATORS)
+    check_choice("negatives", negatives, NCE_NEGATIVES)
+    self_score = check_self_score(self_score)
+    y, m = _factors(y, m)
+    n, big_m = y.shape[0], m.shape[0]
+    width = None
+    if all(isinstance(d, int) for d in m.shape[:-1]):
+        width = math.prod(m.shape[:-1])
+    rows = None
+    if block_elements is not None and width is not None:
+        rows = _blocks.rows_per_block(n, width, block_elements)
+    if rows is None or big_m < 2:
+        return mutual_information(
+            _bilinear_scores(y, m),
+            estimator,
+            offset=offset,
+            gather=gather,
+            negatives=negatives,
+            self_score=self_score,
+        )
+    if n > big_m:
+        raise ValueError(
+            "Invalid shape for argument y: expected a block of n <= M rows of "
+            f"the M samples of m. Received: y.shape={y.shape}, m.shape={m.shape}"
+        )
+    if self_score is not None and negatives == "same_position" and len(m.shape) > 2:
+        raise ValueError(
+            "Invalid value for argument self_score: expected None with "
+            "negatives='same_position' (the reference's self-scores belong to "
+            f"the 'all_positions' form). Received: self_score={self_score!r}"
+        )
+    return _BlockedEstimate(y, m, offset, rows).estimate(
+        estimator, gather, negatives, self_score
+    )
+
+
+class _BlockedEstimate:
+    """:func:`bilinear_mutual_information` beyond one block: each
+    estimator's block function (its value and ``dI / dS_b``)."""
+
+    def __init__(self, y: Any, m: Any, offset: Any, rows: int):
+        self.y, self.m, self.rows = y, m, rows
+        self.dtype = y.dtype
+        self.n, self.m_count = y.shape[0], m.shape[0]
+        self.positions = math.prod(m.shape[1:-1])
+        self.rank = len(m.shape)  # the scores' rank
+        self.n_pos = float(self.m_count * self.positions)
+        self.n_neg = float(self.m_count * (self.m_count - 1) * self.positions)
+        self.row_share = self.n / self.m_count
+        # Passed as data, not closed over (keras.ops.custom_gradient).
+        self.offset = ops.reshape(ops.cast(offset, self.dtype), (1,))
+
+    def positives(self, scores: Any, start: Any, offset: Any) -> tuple[Any, Any]:
+        """The ``(b, M, 1, ...)`` mask of a block's positive pairs and their
+        ``(b, ...)`` scores ``S_{i, offset + i}`` (taken, not masked: a
+        padded row's is any of its scores)."""
+        first = start + ops.cast(offset[0], "int32")
+        index = first + ops.arange(scores.shape[0], dtype="int32")
+        mask = ops.equal(
+            ops.expand_dims(index, 1),
+            ops.expand_dims(ops.arange(self.m_count, dtype="int32"), 0),
+        )
+        trailing = (1,) * (self.rank - 2)
+        mask = ops.reshape(mask, tuple(mask.shape) + trailing)
+        column = ops.reshape(ops.clip(index, 0, self.m_count - 1), (-1, 1) + trailing)
+        positive = ops.take_along_axis(scores, column, axis=1)
+        return mask, ops.squeeze(positive, axis=1)
+
+    def rows_mask(self, valid: Any, rank: int) -> Any:
+        """``valid`` ``(b,)`` shaped to broadcast against rank-``rank``
+        tensors."""
+        return ops.reshape(valid, (-1,) + (1,) * (rank - 1))
+
+    def fused(self, block: Any, *data: Any) -> Any:
+        values = _blocks.fused_row_blocks(
+            block,
+            self.y,
+            self.m,
+            rows_per_block=self.rows,
+            n_values=1,
+            column_data=(self.offset, *data),
+        )
+        return values[0]
+
+    def estimate(
+        self,
+        estimator: str,
+        gather: Callable[[Any], Any] | None,
+        negatives: str,
+        self_score: float | None,
+    ) -> Any:
+        if estimator == "dv":
+            return self.dv(gather)
+        if estimator == "nce":
+            return self.nce(negatives, self_score)
+        return self.jsd()
+
+    def jsd(self) -> Any:
+        n_pos, n_neg = self.n_pos, self.n_neg
+        rank = self.rank
+
+        def block(scores, valid, start, row_part, column_part):
+            # Every pair as a negative, then the positives corrected from
+            # their (b, ...) scores: two passes over the block (softplus and
+            # sigmoid(S) = exp(S - softplus(S))), the rest on (b, ...).
+            pos, positive = self.positives(scores, start, column_part[0])
+            w = self.rows_mask(valid, rank)
+            soft = ops.softplus(scores)
+            value = -ops.sum(w * (soft - _LOG2)) / n_neg
+            v = self.rows_mask(valid, rank - 1)
+            value = value + ops.sum(
+                v
+                * (
+                    (_LOG2 - ops.softplus(-positive)) / n_pos
+                    + (ops.softplus(positive) - _LOG2) / n_neg
+                )
+            )
+            negative = -ops.exp(scores - soft) / n_neg
+            fix = ops.sigmoid(-positive) / n_pos + ops.sigmoid(positive) / n_neg
+            grad = ops.where(pos, negative + ops.expand_dims(fix, 1), negative)
+            return ops.reshape(value, (1,)), w * grad
+
+        return self.fused(block)
+
+    def negatives_mask(self, scores: Any, valid: Any, start: Any, offset: Any):
+        """The positive pairs' mask, their scores and the negatives' mask
+        (real rows only), ``(b, M, 1, ...)``."""
+        pos, positive = self.positives(scores, start, offset)
+        real = self.rows_mask(valid, self.rank) > 0.5
+        return pos, positive, ops.logical_and(ops.logical_not(pos), real)
+
+    def dv(self, gather: Callable[[Any], Any] | None) -> Any:
+        def fold(scores, valid, start, row_part, column_part, carry):
+            """The negatives' running maximum and sum of ``exp(S - max)``."""
+            top, total = carry
+            _, _, neg = self.negatives_mask(scores, valid, start, column_part[0])
+            new_top = ops.maximum(top, ops.max(ops.where(neg, scores, _EMPTY)))
+            exps = ops.exp(ops.where(neg, scores - new_top, float("-inf")))
+            return new_top, total * ops.exp(top - new_top) + ops.sum(exps)
+
+        zero = ops.zeros((), dtype=self.dtype)
+        top, total = _blocks.scan_row_blocks(
+            fold,
+            self.y,
+            self.m,
+            (zero + _EMPTY, zero),
+            rows_per_block=self.rows,
+            column_data=(self.offset,),
+        )
+        log_sum = top + ops.log(total)  # total >= 1: M >= 2 and n >= 1
+        # d/dS of -c log Z over the negatives, c exp(S - log Z), as
+        # exp(S - max) / sum times Z_rows / Z (1 without gather).
+        factor = ops.reshape(self.row_share / total, (1,))
+        log_z = log_sum
+        if gather is not None:
+            log_z = _gathered_log_sum(log_sum, gather)
+            factor = ops.reshape(ops.exp(log_sum - log_z) / total, (1,))
+        n_pos = self.n_pos
+
+        def block(scores, valid, start, row_part, column_part):
+            offset, top, factor = column_part
+            pos, positive, neg = self.negatives_mask(scores, valid, start, offset)
+            v = self.rows_mask(valid, self.rank - 1)
+            value = ops.sum(v * positive) / n_pos
+            negative = -factor[0] * ops.exp(
+                ops.where(neg, scores - top[0], float("-inf"))
+            )
+            pos = ops.logical_and(pos, self.rows_mask(valid, self.rank) > 0.5)
+            grad = ops.where(pos, negative + 1.0 / n_pos, negative)
+            return ops.reshape(value, (1,)), grad
+
+        e_pos = self.fused(block, ops.reshape(top, (1,)), ops.stop_gradient(factor))
+        log_z = ops.stop_gradient(log_z)
+        return e_pos - self.row_share * (log_z - math.log(self.n_neg))
+
+    def nce(self, negatives: str, self_score: float | None) -> Any:
+        rank, n_pos = self.rank, self.n_pos
+        own = None
+        if self_score is not None:  # the reference's own L positions
+            own = self_score + math.log(self.positions)
+        same = negatives == "same_position" or rank == 2
+
+        def same_position(scores, pos, positive):
+            """``(P - D, dI/dS)``: the softmax over the images at each
+            position, as ``exp(S - max) / sum``."""
+            top = ops.max(scores, axis=1, keepdims=True)
+            exps = ops.exp(scores - top)
+            log_den = ops.log(ops.sum(exps, axis=1))  # D - max
+            top = ops.squeeze(top, axis=1)
+            if own is not None:
+                log_den = ops.logaddexp(log_den, own - top)
+            softmax = exps * ops.expand_dims(ops.exp(-log_den), 1)
+            grad = ops.where(pos, 1.0 - softmax, -softmax)
+            return positive - top - log_den, grad
+
+        def all_positions(scores, pos_bool, positive):
+            """``(P - D, dI/dS)`` with every score taken relative to the
+            row's negatives, ``R = log sum_{j != i, l'} exp S_ijl'``, as
+            ``exp(S - max) / sum`` (no difference of two large logs)."""
+            other = ops.logical_not(pos_bool)
+            axes = tuple(range(1, rank))
+            top = ops.max(ops.where(other, scores, _EMPTY), axis=axes)  # (b,)
+            top = ops.reshape(top, (-1,) + (1,) * (rank - 1))
+            exps = ops.exp(ops.where(other, scores - top, float("-inf")))
+            total = ops.sum(exps, axis=axes, keepdims=True)  # >= 1
+            row = (-1,) + (1,) * (rank - 2)  # (b, 1, ...) against P (b, ...)
+            shift = ops.reshape(top, row) + ops.log(ops.reshape(total, row))
+            ratio = positive - shift  # P - R
+            parts = [ops.zeros_like(ratio), ratio]
+            if own is not None:
+                parts.append(ops.broadcast_to(own - shift, ops.shape(ratio)))
+            log_z = ops.logsumexp(ops.stack(parts), axis=0)  # D - R
+            # 1 - exp(P - D): the share of the negatives (and own scores).
+            rest = -log_z if own is None else ops.softplus(own - shift) - log_z
+            # sum_l exp(S_ijl' - D_il) = exp(S_ijl' - R) sum_l exp(R - D_il).
+            spread = ops.sum(ops.exp(-log_z), axis=tuple(range(1, rank - 1)))
+            spread = ops.reshape(spread, (-1,) + (1,) * (rank - 1))
+            grad = ops.where(
+                pos_bool,
+                ops.expand_dims(ops.exp(rest), 1),
+                -exps * (spread / total),
+            )
+            return ratio - log_z, grad
+
+        def block(scores, valid, start, row_part, column_part):
+            pos_bool, positive = self.positives(scores, start, column_part[0])
+            if same:
+                log_probs, grad = same_position(scores, pos_bool, positive)
+            else:
+                log_probs, grad = all_positions(scores, pos_bool, positive)
+            value = ops.sum(self.rows_mask(valid, rank - 1) * log_probs) / n_pos
+            grad = self.rows_mask(valid, rank) * grad / n_pos
+            return ops.reshape(value, (1,)), grad
+
+        classes = self.m_count if same else (self.m_count - 1) * self.positions + 1
+        return self.fused(block) + self.row_share * math.log(classes)

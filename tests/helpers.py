@@ -10,6 +10,8 @@
   fresh process per test file, see ``FreshProcess``).
 - ``compiled(fn)``: ``fn`` traced as in ``fit`` (``tf.function``,
   ``jax.jit``; PyTorch runs eagerly).
+- ``count_row_blocks(monkeypatch, max_elements)``: the bounded row-block
+  loop beyond ``max_elements`` scores, and the list of its passes.
 """
 
 from __future__ import annotations
@@ -90,6 +92,24 @@ def compiled(fn):
 
         return jax.jit(fn)
     return fn
+
+
+def count_row_blocks(monkeypatch, max_elements: int) -> list:
+    """Every score block over ``max_elements`` in bounded row blocks
+    (``_blocks.fused_row_blocks``); returns the list of the blocked passes'
+    ``rows_per_block``, filled as they run (so that a test knows they ran)."""
+    from keras_disentangle import _blocks
+
+    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", max_elements)
+    calls = []
+    fused = _blocks.fused_row_blocks
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["rows_per_block"])
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(_blocks, "fused_row_blocks", counted)
+    return calls
 
 
 def rtol(exact: float = 1e-9, single: float = 1e-5) -> float:

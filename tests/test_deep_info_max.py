@@ -9,7 +9,12 @@ import pathlib
 import keras
 import numpy as np
 import pytest
-from helpers import assert_reload_resumes, numpy, onednn_empty_slice_xfail
+from helpers import (
+    assert_reload_resumes,
+    count_row_blocks,
+    numpy,
+    onednn_empty_slice_xfail,
+)
 
 import keras_disentangle  # noqa: F401  (registers the classes)
 from keras_disentangle import estimators
@@ -323,17 +328,17 @@ def _one_step(strategy, x, batch_size=16, sigmoid=False, **kwargs):
     return before, change, logs, dim
 
 
-def _assert_same_step(one, other, skip_logs=()):
+def _assert_same_step(one, other, skip_logs=(), rtol=1e-5, log_atol=1e-6):
     (b0, d0, logs0, _), (b1, d1, logs1, _) = one, other
     for w0, w1 in zip(b0, b1, strict=True):
         np.testing.assert_array_equal(w0, w1)  # the same initial weights
     scale = max(float(np.abs(d).max()) for d in d0)
     assert scale > 1e-4  # the step moved the weights
     for c0, c1 in zip(d0, d1, strict=True):
-        np.testing.assert_allclose(c1, c0, rtol=1e-5, atol=1e-5 * scale)
+        np.testing.assert_allclose(c1, c0, rtol=rtol, atol=rtol * scale)
     for key, value in logs0.items():
         if key not in skip_logs:
-            assert logs1[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+            assert logs1[key] == pytest.approx(value, rel=rtol, abs=log_atol), key
 
 
 @pytest.mark.parametrize(
@@ -641,3 +646,61 @@ def test_new_arguments_raise_value_errors_naming_them():
         DeepInfoMax(
             encoder, "local", nce_self_score=-10.0, local_negatives="same_position"
         )
+
+
+@pytest.fixture
+def counted_row_blocks(monkeypatch):
+    """Every score block over 12 scores in row blocks of 64 scores (the
+    global term's 16 x 16 in 4 blocks of 4 rows, the local 16 x 16 x 9 in
+    16 of one row), and a count of the blocked passes."""
+    from keras_disentangle import penalties
+
+    monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 64)
+    monkeypatch.setattr(penalties, "_DEVICE_BLOCK_ELEMENTS", 64)
+    return count_row_blocks(monkeypatch, 12)
+
+
+def _one_block(monkeypatch):
+    from keras_disentangle import _blocks
+
+    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 10**9)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"estimator": "jsd"},
+        {"estimator": "dv"},
+        {"estimator": "nce", "nce_self_score": -10.0},
+    ],
+)
+def test_row_blocks_in_a_training_step(counted_row_blocks, monkeypatch, kwargs):
+    """One ``fit`` step (compiled as Keras compiles it) with the scores in
+    row blocks moves the weights as with one block; the logs agree."""
+    x = images(16)
+    blocked = _one_step(None, x, **kwargs)
+    assert sorted(set(counted_row_blocks)) == [1, 4]  # both terms blocked
+    _one_block(monkeypatch)
+    del counted_row_blocks[:]
+    # float32 sums in another order: DV's estimate and gradient cancel most
+    # (its value, ~1e-4 here, is a difference of terms ~10: 1e-5 apart).
+    _assert_same_step(_one_step(None, x, **kwargs), blocked, rtol=1e-4, log_atol=1e-5)
+    assert counted_row_blocks == []
+
+
+@pytest.mark.parametrize("estimator", ["dv", "nce"])
+def test_row_blocks_under_jax_data_parallel(
+    data_parallel, counted_row_blocks, monkeypatch, estimator
+):
+    """The global batch sharded over two devices, in row blocks: the step
+    of one device in one block. (Under ``tf.distribute`` the replicas'
+    batch size is known only at run time: one block there.)"""
+    x = images(16)
+    keras.distribution.set_distribution(data_parallel)
+    two = _one_step(None, x, estimator=estimator)
+    assert sorted(set(counted_row_blocks)) == [1, 4]
+    keras.distribution.set_distribution(None)
+    _one_block(monkeypatch)
+    _assert_same_step(
+        _one_step(None, x, estimator=estimator), two, rtol=1e-4, log_atol=1e-5
+    )

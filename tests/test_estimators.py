@@ -5,9 +5,17 @@ import math
 import keras
 import numpy as np
 import pytest
-from helpers import FLOAT64, numpy, rtol, value_and_grad
+from helpers import (
+    FLOAT64,
+    compiled,
+    count_row_blocks,
+    numpy,
+    rtol,
+    value_and_grad,
+)
 
 from keras_disentangle import estimators
+from keras_disentangle._backend import value_and_gradient
 
 
 def _softplus(t):
@@ -98,23 +106,30 @@ def test_nce_negatives_same_position_matches_numpy_loop(shape):
         assert abs(float(got) - np_nce_all_positions(scores)) > 1e-3
 
 
+def _block_log_sums(scores, bounds):
+    """What each block of rows contributes to DV's gathered log-sum-exp."""
+    n, positions = scores.shape[0], scores[0, 0].size
+    rest = scores.reshape(n, n, positions)
+    log_sums = []
+    for lo, hi in bounds:
+        negatives = [
+            rest[i, j, p]
+            for i in range(lo, hi)
+            for j in range(n)
+            if j != i
+            for p in range(positions)
+        ]
+        log_sums.append(_logsumexp(negatives) if negatives else -1e30)
+    return log_sums
+
+
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_blocks_of_rows_add_up_to_the_full_estimate(name):
     # Each replica holds its rows against the gathered batch (synchronized
     # DIM): the shares of a partition of the rows add up to the estimate.
     scores = np.random.default_rng(7).normal(scale=2.0, size=(7, 7, 3))
     bounds = [(0, 3), (3, 3), (3, 7)]  # the middle block is empty
-    log_sums = []
-    if name == "dv":  # what each block contributes to the gathered log-sum-exp
-        for lo, hi in bounds:
-            negatives = [
-                scores[i, j, p]
-                for i in range(lo, hi)
-                for j in range(7)
-                if j != i
-                for p in range(3)
-            ]
-            log_sums.append(_logsumexp(negatives) if negatives else -1e30)
+    log_sums = _block_log_sums(scores, bounds) if name == "dv" else []
 
     def gather(x):
         return keras.ops.convert_to_tensor(np.array(log_sums), dtype=x.dtype)
@@ -326,3 +341,161 @@ def test_dv_value_differs_from_the_reference_by_log_positions(shape):
     assert got - math.log(positions) == pytest.approx(
         np_reference_dv(scores), rel=rtol(single=1e-5), abs=1e-5
     )
+
+
+# Bilinear scores S = y m^T in bounded row blocks
+# (estimators.bilinear_mutual_information).
+
+BILINEAR_CASES = {
+    "jsd": ("jsd", {}),
+    "dv": ("dv", {}),
+    "nce": ("nce", {}),
+    "nce_same_position": ("nce", {"negatives": "same_position"}),
+    "nce_self_score": ("nce", {"self_score": -10.0}),
+}
+
+
+def np_bilinear_reference(case, scores):
+    """The NumPy loops above for a case of ``BILINEAR_CASES``."""
+    if case == "nce_same_position":
+        return np_nce_same_position(scores)
+    if case == "nce_self_score":
+        n = scores.shape[0]
+        positions = scores[0, 0].size
+        return np_reference_infonce(scores) + math.log((n - 1) * positions + 1)
+    return REFERENCES[case](scores)
+
+
+@pytest.fixture
+def counted_row_blocks(monkeypatch):
+    return count_row_blocks(monkeypatch, 12)
+
+
+def _split(x, y_shape, m_shape):
+    size = math.prod(y_shape)
+    ops = keras.ops
+    return ops.reshape(x[:size], y_shape), ops.reshape(x[size:], m_shape)
+
+
+@pytest.mark.parametrize("case", sorted(BILINEAR_CASES))
+def test_bilinear_blocks_match_one_block_and_numpy(case, counted_row_blocks):
+    """Value and gradient (w.r.t. y and m) in row blocks of 3 (7 rows: the
+    last block padded with 2) equal the one-block path and the NumPy loop,
+    eagerly and compiled, for L = 1 (m of rank 2) and L = 3."""
+    rng = np.random.default_rng(len(case))
+    for m_shape in [(7, 4), (7, 3, 4)]:
+        _check_blocks(case, rng.normal(size=(7, 4)), rng.normal(size=m_shape))
+    # The blocked path ran: eagerly and compiled (traced once), each L.
+    assert counted_row_blocks == [3] * 4
+
+
+def _check_blocks(case, y, m):
+    estimator, kwargs = BILINEAR_CASES[case]
+    blocks = 3 * math.prod(m.shape[:-1])  # 3 rows
+
+    def fn(x, block_elements):
+        y_x, m_x = _split(x, y.shape, m.shape)
+        return estimators.bilinear_mutual_information(
+            y_x, m_x, estimator, block_elements=block_elements, **kwargs
+        )
+
+    x = np.concatenate([y.ravel(), m.ravel()])
+    one = value_and_grad(lambda x: fn(x, None), x)
+    blocked = value_and_grad(lambda x: fn(x, blocks), x)
+    traced = numpy(
+        compiled(lambda x: value_and_gradient(lambda v: fn(v, blocks), x))(
+            keras.ops.convert_to_tensor(x)
+        )
+    )
+    scores = np.einsum("iu,j...u->ij...", y, m)
+    assert float(one[0]) == pytest.approx(
+        np_bilinear_reference(case, scores), rel=rtol(), abs=rtol()
+    )
+    for got in (blocked, traced):
+        assert float(got[0]) == pytest.approx(
+            float(one[0]), rel=rtol(1e-12, 1e-5), abs=rtol(1e-12, 1e-5)
+        )
+        np.testing.assert_allclose(
+            got[1], one[1], rtol=rtol(1e-9, 1e-4), atol=rtol(1e-12, 1e-6)
+        )
+    assert np.abs(one[1][y.size :]).max() > 1e-3  # the gradients compared
+    assert np.abs(one[1][: y.size]).max() > 1e-3
+
+
+@pytest.mark.parametrize("case", sorted(BILINEAR_CASES))
+def test_bilinear_blocks_of_rows_add_up_to_the_full_estimate(case, counted_row_blocks):
+    """Replicas' rows (offset > 0, an empty one among them) in row blocks
+    of 2: their shares and gradients add up to the full estimate's."""
+    estimator, kwargs = BILINEAR_CASES[case]
+    rng = np.random.default_rng(11)
+    y = rng.normal(size=(7, 4))
+    m = rng.normal(size=(7, 3, 4))
+    scores = np.einsum("iu,jlu->ijl", y, m)
+    bounds = [(0, 3), (3, 3), (3, 7)]
+    log_sums = _block_log_sums(scores, bounds)  # for gather
+
+    def gather(v):
+        return keras.ops.convert_to_tensor(np.array(log_sums), dtype=v.dtype)
+
+    def sum_of_shares(x, block_elements):
+        y_x, m_x = _split(x, y.shape, m.shape)
+        total = 0.0
+        for lo, hi in bounds:
+            total = total + estimators.bilinear_mutual_information(
+                y_x[lo:hi],
+                m_x,
+                estimator,
+                offset=lo,
+                gather=gather if estimator == "dv" else None,
+                block_elements=block_elements,
+                **kwargs,
+            )
+        return total
+
+    x = np.concatenate([y.ravel(), m.ravel()])
+    total, grad = value_and_grad(lambda x: sum_of_shares(x, 42), x)
+    assert counted_row_blocks == [2, 2]  # two replicas blocked, one empty
+    assert float(total) == pytest.approx(
+        np_bilinear_reference(case, scores), rel=rtol(), abs=rtol()
+    )
+
+    def full(x):
+        y_x, m_x = _split(x, y.shape, m.shape)
+        return estimators.bilinear_mutual_information(y_x, m_x, estimator, **kwargs)
+
+    _, expected = value_and_grad(full, x)
+    np.testing.assert_allclose(grad, expected, rtol=rtol(1e-9, 1e-4), atol=1e-7)
+
+
+def test_bilinear_bad_shapes_raise():
+    with pytest.raises(ValueError, match="arguments y and m.*same last"):
+        estimators.bilinear_mutual_information(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="arguments y and m.*rank 2"):
+        estimators.bilinear_mutual_information(np.zeros((2,)), np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("case", sorted(BILINEAR_CASES))
+def test_bilinear_blocks_keep_float32_precision_for_large_scores(
+    case, counted_row_blocks
+):
+    """Scores of about 1e4: the float32 gradient in row blocks is as close
+    to the one-block gradient as float32 allows (exp(S - max) / sum, not a
+    difference of two logs of 1e4, which loses 1e-3)."""
+    estimator, kwargs = BILINEAR_CASES[case]
+    rng = np.random.default_rng(5)
+    y = rng.normal(scale=100.0, size=(7, 4)).astype("float32")
+    m = rng.normal(scale=100.0, size=(7, 3, 4)).astype("float32")
+
+    def fn(x, block_elements):
+        y_x, m_x = _split(x, y.shape, m.shape)
+        return estimators.bilinear_mutual_information(
+            y_x, m_x, estimator, block_elements=block_elements, **kwargs
+        )
+
+    x = np.concatenate([y.ravel(), m.ravel()])
+    _, one = value_and_grad(lambda x: fn(x, None), x)
+    _, blocked = value_and_grad(lambda x: fn(x, 42), x)
+    assert counted_row_blocks == [2]
+    scale = np.abs(one).max()
+    assert scale > 1e-3
+    np.testing.assert_allclose(blocked, one, rtol=0, atol=1e-5 * scale)

@@ -8,10 +8,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_disentangle import _distribute, estimators
+from keras_disentangle import _distribute, estimators, penalties
 from keras_disentangle._backend import (
     apply_gradients,
     backend_name,
+    computes_on_cpu,
     differentiable_input_gradient,
     stateless_train_step,
     variable_gradients,
@@ -214,6 +215,15 @@ def generator_loss(fake_logits: Any) -> Any:
     return ops.mean(ops.softplus(-as_float(fake_logits)))
 
 
+def _block_elements(x: Any) -> int:
+    """Scores per row block of the estimates beyond one block: the
+    pairwise penalties' sizes (``2^19`` on the CPU, ``2^24`` on an
+    accelerator; ``estimators.bilinear_mutual_information``)."""
+    if computes_on_cpu(x):
+        return penalties._CPU_BLOCK_ELEMENTS
+    return penalties._DEVICE_BLOCK_ELEMENTS
+
+
 def _batch_size(x: Any) -> Any:
     return ops.shape(keras.tree.flatten(x)[0])[0]
 
@@ -300,6 +310,14 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
     equals the one-device step on the global batch; gradients flow through
     the gather. Keras's JAX ``DataParallel`` already computes on the global
     batch.
+
+    **Memory.** Each term's ``n x N x L`` scores (``n`` this device's rows)
+    are formed and differentiated whole up to ``2^24`` scores; beyond, in
+    blocks of rows of ``2^19`` scores on the CPU and ``2^24`` on an
+    accelerator, each block's value and gradient computed together
+    (``estimators.bilinear_mutual_information``): memory ``O(b N L)`` for a
+    block of ``b`` rows, not ``O(n N L)``, on every estimator ("dv" with
+    one more pass without gradient for its global log-sum-exp).
 
     ``predict`` returns the encoder's global vectors. Logs show ``loss`` and
     the terms ``global_mi``, ``local_mi`` (the estimates, in nats) and, with
@@ -518,17 +536,15 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
             offset, gather, columns = self._gather_columns(rows[0], columns)
         estimates = []
         for y, m in zip(rows, columns, strict=True):
-            if len(m.shape) == 2:
-                scores = ops.matmul(y, ops.transpose(m))
-            else:
-                scores = ops.einsum("iu,jlu->ijl", y, m)
-            value = estimators.mutual_information(
-                scores,
+            value = estimators.bilinear_mutual_information(
+                y,
+                m,
                 self.estimator,
                 offset=offset,
                 gather=gather,
                 negatives=self.local_negatives,
                 self_score=self.nce_self_score,
+                block_elements=_block_elements(y),
             )
             if self.synchronized:  # this replica's share of the global value
                 value = _distribute.share_for_gradients(value)
