@@ -724,14 +724,14 @@ def clustering_callback_short() -> str:
             r["label"],
             r["n_init_label"],
             f3(r["callback_wall_s"]),
-            r["wall_per_epoch"],
-            r["cpu_per_epoch"],
+            f"{float(r['wall_per_epoch']):.2f}",
+            f"{float(r['cpu_per_epoch']):.2f}",
         ]
         for r in rows
         if r["threads"] == "1"
     ]
     header = ["embeddings", "KMeans n_init", "callback (s)", "callback / epoch"]
-    header += ["CPU-s / epoch CPU-s"]
+    header += ["callback CPU / epoch CPU"]
     return (
         f"One epoch took {epoch['epoch_wall_s']} s wall (median of "
         f"{epoch['epoch_walls'].replace(' ', ', ')}) and {epoch['epoch_cpu_s']} "
@@ -749,9 +749,9 @@ def clustering_callback() -> str:
             r["n_init_label"],
             r["threads"],
             f3(r["callback_wall_s"]),
-            r["wall_per_epoch"],
+            f"{float(r['wall_per_epoch']):.2f}",
             f3(r["callback_cpu_s"]),
-            r["cpu_per_epoch"],
+            f"{float(r['cpu_per_epoch']):.2f}",
             f3(r["val_cluster_ami"]),
         ]
         for r in rows
@@ -791,8 +791,8 @@ def tune_margin() -> str:
     body = [
         [
             r["trial"],
-            r["margin"],
-            r["weight"],
+            f"{float(r['margin']):.3f}",
+            f"{float(r['weight']):.4f}",
             (
                 f"**{f3(r['best_val_cluster_ami'])}**"
                 if r is best
@@ -806,8 +806,9 @@ def tune_margin() -> str:
     )
     return (
         markdown(["trial", "margin", "weight", "best val_cluster_ami"], body)
-        + f"\n\nThe best trial ({test['trial']}: margin {best['margin']}, weight "
-        f"{best['weight']}), scored once on the test split (KMeans with 10 "
+        + f"\n\nThe best trial ({test['trial']}: margin "
+        f"{float(best['margin']):.3f}, weight {float(best['weight']):.4f}), "
+        "scored once on the test split (KMeans with 10 "
         f"clusters on its embedding, `cluster_scores` defaults): {scores}.\n\n"
         f"{provenance('tune_margin')}\n"
     )
