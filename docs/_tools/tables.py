@@ -845,7 +845,7 @@ def score_speed() -> str:
     return (
         markdown(["score", "N", "wall s", "CPU s"], body)
         + "\n\n"
-        + "\n".join(provenance(run) for run in runs)
+        + "\n\n".join(provenance(run) for run in runs)
         + "\n"
     )
 
@@ -953,6 +953,87 @@ def latent_centroids() -> str:
     )
 
 
+#: docs/distributed.md's contract: (run, CSV) of each multi-process engine.
+CONTRACT_ENGINES = [
+    (
+        "TF `MultiWorkerMirroredStrategy` (2 workers)",
+        "contract_multi_worker",
+        "multiworkermirroredstrategy__2_workers.csv",
+    ),
+    (
+        "JAX 2 processes, `DataParallel` + `fit`",
+        "contract_jax",
+        "jax__2_processes.csv",
+    ),
+    ("PyTorch 2 processes, DDP", "contract_torch", "torch_ddp__2_processes.csv"),
+]
+CONTRACT_OBJECTS = [
+    ("decov", "`ActivityPenalty(DeCov)`"),
+    ("l1", "`ActivityPenalty(CovarianceL1)`"),
+    ("activity", "`ActivityPenalty(ActivityKLMargin)`"),
+    ("xcov", "`XCovPenalty`"),
+    ("labelled", "`LabelledKLMargin`"),
+    ("imsat", "`IMSAT`"),
+    ("dim", "`DeepInfoMax`"),
+    ("decov-local", "control: DeCov, `synchronized=False`"),
+]
+
+
+def distributed_contract() -> str:
+    """docs/distributed.md: one step on several processes against one device."""
+    columns = []
+    for _, run, name in CONTRACT_ENGINES:
+        columns.append({r["kind"]: r["difference"] for r in read_csv(run, name)})
+    body = []
+    for kind, label in CONTRACT_OBJECTS:
+        local = kind == "decov-local"
+        cells = [label, "differs" if local else "exact (1e-5)"]
+        for (engine, _, _), values in zip(CONTRACT_ENGINES, columns, strict=True):
+            value = float(values[kind])
+            cell = (
+                "0"
+                if value == 0
+                else f"{value:.1e}"
+                if value < 0.01
+                else f"{value:.2f}"
+            )
+            if local and engine.startswith("JAX"):
+                cell += " (global either way)"
+            cells.append(cell)
+        body.append(cells)
+    body.append(
+        [
+            "test",
+            "`tests/test_distributed.py::test_synchronized_step_equals_one_device`, "
+            "`tests/test_imsat.py`, `tests/test_deep_info_max.py`",
+            "`tests/test_multi_worker.py`",
+            "`tests/test_jax_multi_process.py` (JAX run)",
+            "`tests/test_torch_ddp.py` (PyTorch run)",
+        ]
+    )
+    header = ["object", "`MirroredStrategy` (2 replicas)"]
+    header += [engine for engine, _, _ in CONTRACT_ENGINES]
+    sources = "\n\n".join(provenance(run) for _, run, _ in CONTRACT_ENGINES)
+    return markdown(header, body) + f"\n\n{sources}\n"
+
+
+def knn() -> str:
+    """docs/imsat.md: knn_distance (scikit-learn) against the hand-written search."""
+    body = [
+        [
+            f"{int(r['n']):,}",
+            f"{float(r['hand_written_s']):.2f} s",
+            f"{float(r['sklearn_s']):.2f} s",
+            f"{float(r['ratio']):.2f}",
+            r["max_abs_difference"],
+        ]
+        for r in read_csv("knn", "knn.csv")
+    ]
+    header = ["N x 784 (random float32)", "hand-written", "scikit-learn", "ratio"]
+    header += ["largest difference"]
+    return markdown(header, body) + f"\n\n{provenance('knn')}\n"
+
+
 #: Block name -> function returning its markdown (ending with a newline).
 TABLES: dict[str, Callable[[], str]] = {
     "forced_to_learn": forced_to_learn,
@@ -977,6 +1058,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "distributed_steps": distributed_steps,
     "distributed_memory": distributed_memory,
     "latent_centroids": latent_centroids,
+    "distributed_contract": distributed_contract,
+    "knn": knn,
 }
 
 
