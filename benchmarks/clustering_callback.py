@@ -17,6 +17,7 @@ structure: KMeans needs the most iterations, the worst case).
 
     python benchmarks/clustering_callback.py
     python benchmarks/clustering_callback.py --data mnist_5k --all-threads
+    python benchmarks/clustering_callback.py --output results/  # and CSVs
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_disentangle.callbacks import ClusteringScores  # noqa: E402
+from keras_disentangle.experiments._common import (  # noqa: E402
+    output_folder,
+    write_csv,
+)
 
 N_SAMPLES = 10_000
 DIM = 16
@@ -129,6 +134,11 @@ def main(argv=None):
         action="store_true",
         help="also time KMeans on all cores (threads=None): slow on a busy CPU",
     )
+    parser.add_argument(
+        "--output",
+        type=output_folder,
+        help="also write the tables to OUTPUT/epoch.csv and OUTPUT/callback.csv",
+    )
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(args.seed)
 
@@ -156,6 +166,7 @@ def main(argv=None):
         "| callback CPU-s | CPU / epoch | val_cluster_ami |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    rows = []
     for kind in ("clustered", "noise"):
         emb, labels = embeddings(kind, args.seed)
         for n_init, threads in settings:
@@ -172,6 +183,30 @@ def main(argv=None):
                 f"{logs['val_cluster_ami']:.3f} |",
                 flush=True,
             )
+            rows.append(
+                {
+                    "embeddings": kind,
+                    "n_init": n_init,
+                    "threads": threads or "all",
+                    "callback_wall_s": round(cost, 3),
+                    "wall_per_epoch": round(cost / epoch, 2),
+                    "callback_cpu_s": round(cpu, 3),
+                    "cpu_per_epoch": round(cpu / epoch_cpu, 2),
+                    "val_cluster_ami": round(logs["val_cluster_ami"], 3),
+                }
+            )
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        epoch_row = {
+            "model": f"LSTM({args.lstm_units}) -> Dense(15) -> Dense(1)",
+            "samples": N_SAMPLES,
+            "data": args.data,
+            "epoch_wall_s": round(epoch, 2),
+            "epoch_walls": " ".join(f"{w:.2f}" for w in walls),
+            "epoch_cpu_s": round(epoch_cpu, 2),
+        }
+        write_csv([epoch_row], args.output / "epoch.csv")
+        write_csv(rows, args.output / "callback.csv")
 
 
 if __name__ == "__main__":

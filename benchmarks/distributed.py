@@ -12,7 +12,8 @@
    (each replica an ``N/2 x N`` block) and not (``N/2 x N/2``), each in a
    fresh process.
 
-Run: ``python benchmarks/distributed.py [--repeats 15] [--memory]``.
+Run: ``python benchmarks/distributed.py [--repeats 15] [--memory]
+[--output DIR]`` (``DIR/steps.csv``, ``DIR/memory.csv``).
 On a shared machine the seconds are noisy: compare the ratios.
 """
 
@@ -33,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import numpy as np  # noqa: E402
-from penalties import _peak_rss_kib, _print  # noqa: E402  (benchmarks/penalties.py)
+from penalties import _peak_rss_kib, _print, _write  # noqa: E402  (benchmarks/)
 
 BATCHES = (512, 2048)
 PENALTIES = ("DeCov", "ActivityKLMargin")
@@ -154,23 +155,31 @@ def memory(batches=(512, 1024, 2048, 4096)):
 
 
 def main(argv=None):
+    from keras_disentangle.experiments._common import output_folder
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--skip-steps", action="store_true")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--output",
+        type=output_folder,
+        help="also write OUTPUT/steps.csv and OUTPUT/memory.csv",
+    )
     args = parser.parse_args(argv)
     if args.memory_child:
         batch, synchronized = args.memory_child
         _memory_child(int(batch), synchronized == "True")
         return
+    tables = {}
     if not args.skip_steps:
-        _print(
-            step_ratios(args.repeats),
-            "step time under 2 replicas, synchronized=True / False",
-        )
+        tables["steps"] = step_ratios(args.repeats)
+        _print(tables["steps"], "step time under 2 replicas, synchronized=True / False")
     if args.memory:
-        _print(memory(), "peak resident memory growth of one step (MiB)")
+        tables["memory"] = memory()
+        _print(tables["memory"], "peak resident memory growth of one step (MiB)")
+    _write(args.output, tables)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ power iteration (a forward pass and an input gradient). Each is timed with
 ``train_on_batch`` after warm-up; the median of ``--repeats`` blocks of
 ``--steps`` steps is reported, and its ratio to the plain step.
 
-Run: ``python benchmarks/imsat_step.py [--repeats 5] [--steps 20] [--jit]``,
-on any backend (``KERAS_BACKEND=jax``...).
+Run: ``python benchmarks/imsat_step.py [--repeats 5] [--steps 20] [--jit]
+[--output DIR]``, on any backend (``KERAS_BACKEND=jax``...).
 Timings on a shared machine are noisy: compare the ratios, not the seconds.
 """
 
@@ -32,6 +32,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_disentangle import datasets  # noqa: E402
+from keras_disentangle.experiments._common import (  # noqa: E402
+    output_folder,
+    write_csv,
+)
 from keras_disentangle.models import IMSAT, imsat_mlp  # noqa: E402
 
 
@@ -57,6 +61,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--jit", action="store_true", help="jit_compile=True")
+    parser.add_argument(
+        "--output", type=output_folder, help="also write OUTPUT/imsat_step.csv"
+    )
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
     x, y = datasets.mnist_5k().train
@@ -81,6 +88,19 @@ def main(argv=None) -> dict:
     for name, seconds in times.items():
         print(f"{name:<14} {1000 * seconds:>8.1f} {seconds / times['plain']:>7.2f}")
     result = {k: v / times["plain"] for k, v in times.items()}
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {
+                "step": name,
+                "batch": args.batch_size,
+                "jit_compile": args.jit,
+                "ms": round(1000 * seconds, 1),
+                "ratio": round(seconds / times["plain"], 2),
+            }
+            for name, seconds in times.items()
+        ]
+        write_csv(rows, args.output / "imsat_step.csv")
     print(json.dumps({"ratios": result}))
     return result
 

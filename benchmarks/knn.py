@@ -10,7 +10,8 @@ random float32 data ``(N, 784)`` (MNIST's shape) in the same process and
 reports the ratio (scikit-learn time / hand-written time) and the largest
 difference of the distances.
 
-Run: ``python benchmarks/knn.py [--sizes 5000 60000] [--repeats 1]``.
+Run: ``python benchmarks/knn.py [--sizes 5000 60000] [--repeats 1]
+[--output DIR]`` (``DIR/knn.csv``).
 Timings on a shared machine are noisy: compare the ratios, not the seconds.
 """
 
@@ -53,6 +54,7 @@ def _time(fn, repeats):
 
 
 def main(argv=None) -> dict:
+    from keras_disentangle.experiments._common import output_folder, write_csv
     from keras_disentangle.models.imsat import knn_distance
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,6 +62,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--dim", type=int, default=784)
     parser.add_argument("--k", type=int, default=11)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--output", type=output_folder, help="also write OUTPUT/knn.csv"
+    )
     args = parser.parse_args(argv)
     results = {}
     for n in args.sizes:
@@ -79,6 +84,18 @@ def main(argv=None) -> dict:
             flush=True,
         )
     print(json.dumps(results))
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {"n": n, "dim": args.dim, "k": args.k}
+            | {key: round(value, 2) for key, value in row.items() if key[-2:] == "_s"}
+            | {
+                "ratio": round(row["sklearn_over_hand_written"], 2),
+                "max_abs_difference": f"{row['max_abs_difference']:.1e}",
+            }
+            for n, row in results.items()
+        ]
+        write_csv(rows, args.output / "knn.csv")
     return results
 
 

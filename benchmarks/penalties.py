@@ -20,7 +20,9 @@
    ``torch.compile`` are measured.
 
 Run: ``python benchmarks/penalties.py [--memory] [--repeats 5]`` or
-``python benchmarks/penalties.py --backend jax [--repeats 30]``.
+``python benchmarks/penalties.py --backend jax [--repeats 30]``; with
+``--output DIR`` each table also goes to ``DIR/<table>.csv`` (``speed``,
+``memory``, ``steps``, or ``matmul_ratio_<backend>``).
 Timings on a shared machine are noisy: compare the ratios, not the seconds.
 """
 
@@ -370,6 +372,8 @@ def _print(rows, title):
 
 
 def main(argv=None):
+    from keras_disentangle.experiments._common import output_folder
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
@@ -381,6 +385,11 @@ def main(argv=None):
     parser.add_argument("--memory", action="store_true", help="also peak memory")
     parser.add_argument("--skip-steps", action="store_true")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--output",
+        type=output_folder,
+        help="also write each table to OUTPUT/<table>.csv (speed, memory, steps)",
+    )
     parser.add_argument(
         "--backend",
         choices=["tensorflow", "jax", "torch"],
@@ -399,18 +408,32 @@ def main(argv=None):
             rows,
             "activity_kl_margin against h @ h.T: forward + gradient (N=2048, k=128)",
         )
+        _write(args.output, {f"matmul_ratio_{args.backend}": rows})
         return
     if args.memory_child:
         variant, n, k = args.memory_child
         _memory_child(variant, int(n), int(k))
         return
-    _print(penalty_speed(args.repeats), "activity_kl_margin: forward + gradient")
+    tables = {"speed": penalty_speed(args.repeats)}
+    _print(tables["speed"], "activity_kl_margin: forward + gradient")
     if args.memory:
-        _print(penalty_memory(), "peak resident memory growth (MiB)")
+        tables["memory"] = penalty_memory()
+        _print(tables["memory"], "peak resident memory growth (MiB)")
     if not args.skip_steps:
-        _print(
-            step_overhead(args.step_repeats), "training step, batch 512 (ratio to none)"
-        )
+        tables["steps"] = step_overhead(args.step_repeats)
+        _print(tables["steps"], "training step, batch 512 (ratio to none)")
+    _write(args.output, tables)
+
+
+def _write(folder, tables):
+    """Each printed table as ``folder/<name>.csv`` (the numbers printed)."""
+    if folder is None:
+        return
+    from keras_disentangle.experiments._common import write_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in tables.items():
+        print(f"wrote {write_csv(rows, folder / f'{name}.csv')}")
 
 
 if __name__ == "__main__":

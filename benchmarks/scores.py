@@ -16,6 +16,7 @@ modularity are vectorised over samples (``np.searchsorted`` per code column,
 
     python benchmarks/scores.py
     python benchmarks/scores.py --n 2000 --only mig,sap
+    python benchmarks/scores.py --output results/   # also results/scores.csv
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from keras_disentangle.experiments._common import (  # noqa: E402
+    output_folder,
+    write_csv,
+)
 from keras_disentangle.scores import factors as F  # noqa: E402
 
 SIZES = (3, 6, 40, 32, 32)
@@ -49,6 +54,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--d", type=int, default=10)
     parser.add_argument("--only", default=",".join(NAMES))
+    parser.add_argument(
+        "--output", type=output_folder, help="also write OUTPUT/scores.csv"
+    )
     args = parser.parse_args()
     codes, f, mixing = make(args.n, args.d, 1)
     test_codes, test_f, _ = make(args.n, args.d, 2)
@@ -77,11 +85,19 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     print(f"{'score':26s} {'wall s':>8s} {'CPU s':>8s}")
+    rows = []
     for name in args.only.split(","):
         wall, cpu = time.perf_counter(), time.process_time()
         calls[name]()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         print(f"{name:26s} {wall:8.2f} {cpu:8.2f}", flush=True)
+        rows.append(
+            {"score": name, "n": args.n, "d": args.d, "wall_s": round(wall, 2)}
+            | {"cpu_s": round(cpu, 2)}
+        )
+        if args.output is not None:  # after each score: a stopped run keeps some
+            args.output.mkdir(parents=True, exist_ok=True)
+            write_csv(rows, args.output / "scores.csv")
     return 0
 
 

@@ -23,6 +23,7 @@ the test split.
 
     python examples/semi_supervised_centroids.py            # 3 seeds, ~10 min
     python examples/semi_supervised_centroids.py --quick    # ~10 s smoke run
+    python examples/semi_supervised_centroids.py --output results/  # and CSVs
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ import numpy as np  # noqa: E402
 
 from keras_disentangle.callbacks import CentroidReinit, CentroidWeightRamp  # noqa: E402
 from keras_disentangle.datasets import mnist_5k  # noqa: E402
+from keras_disentangle.experiments._common import (  # noqa: E402
+    output_folder,
+    write_csv,
+)
 from keras_disentangle.layers import LatentCentroids  # noqa: E402
 
 
@@ -152,6 +157,11 @@ def parse_args(argv=None):
     parser.add_argument("--ramp-epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--unlabelled", type=int, default=None)
+    parser.add_argument(
+        "--output",
+        type=output_folder,
+        help="also write OUTPUT/validation.csv and OUTPUT/test.csv (per seed)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds = args.seeds[:1]
@@ -206,7 +216,38 @@ def main(argv=None) -> dict:
             )
     results["seconds"] = time.time() - start
     print(f"{results['seconds']:.0f} s")
+    if args.output is not None:
+        _write(args, configs, base_val, val, results)
     return results
+
+
+def _write(args, configs, base_val, val, results) -> None:
+    """Per-seed accuracies: every configuration's validation accuracy, and
+    the test accuracy of the baseline and of the configuration chosen."""
+    args.output.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"model": "baseline", "n_clusters": "", "weight": "", "seed": s}
+        | {"accuracy": round(a, 4)}
+        for s, a in zip(args.seeds, base_val, strict=True)
+    ]
+    for n_clusters, weight in configs:
+        rows += [
+            {"model": "centroids", "n_clusters": n_clusters, "weight": weight}
+            | {"seed": s, "accuracy": round(a, 4)}
+            for s, a in zip(args.seeds, val[n_clusters, weight], strict=True)
+        ]
+    write_csv(rows, args.output / "validation.csv")
+    if "baseline_test" in results:
+        chosen = {"n_clusters": results["n_clusters"], "weight": results["weight"]}
+        rows = [
+            {"model": "baseline", "n_clusters": "", "weight": "", "seed": s}
+            | {"accuracy": round(a, 4)}
+            for s, a in zip(args.seeds, results["baseline_test"], strict=True)
+        ] + [
+            {"model": "centroids", **chosen, "seed": s, "accuracy": round(a, 4)}
+            for s, a in zip(args.seeds, results["centroids_test"], strict=True)
+        ]
+        write_csv(rows, args.output / "test.csv")
 
 
 if __name__ == "__main__":

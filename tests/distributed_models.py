@@ -22,6 +22,7 @@ process; ``run_processes`` starts them and returns their weights.
 
 from __future__ import annotations
 
+import csv
 import os
 import socket
 import subprocess
@@ -281,7 +282,9 @@ def max_difference(got, want):
 
 
 def differences(title, results, kinds, reference):
-    """``{kind: max over processes of max_difference}``, printed."""
+    """``{kind: max over processes of max_difference}``, printed, and with
+    ``KERAS_DISENTANGLE_DIFFERENCES=DIR`` also written to ``DIR/<title>.csv``
+    (the numbers of docs/distributed.md's contract table)."""
     found = {
         kind: max(max_difference(r[kind], reference(kind)) for r in results)
         for kind in kinds
@@ -289,6 +292,14 @@ def differences(title, results, kinds, reference):
     print(f"{title}: max |step - one-device step| / max |one-device step|")
     for kind, difference in found.items():
         print(f"  {kind}: {difference:.2e}")
+    folder = os.environ.get("KERAS_DISENTANGLE_DIFFERENCES")
+    if folder:
+        name = "".join(c if c.isalnum() else "_" for c in title.lower())
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{name}.csv"), "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["engine", "kind", "difference"])
+            writer.writerows([title, k, f"{d:.2e}"] for k, d in found.items())
     return found
 
 

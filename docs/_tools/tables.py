@@ -554,6 +554,527 @@ def memory_time() -> str:
     return markdown(header, body) + f"\n\n{provenance('memory')}\n"
 
 
+def _interval(values: list[float], digits: int = 3) -> str:
+    """``mean [low, high]``: the mean and its Student-t 95% interval."""
+    from keras_disentangle.experiments import _stats
+
+    ci = _stats.t_interval(values)
+    return f"{ci['mean']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+
+
+def _seeds(seeds: list[int]) -> str:
+    if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(str(s) for s in seeds)
+
+
+def _imsat_runs(run: str) -> list[dict]:
+    """The clustering rows of one ``examples/imsat_mnist.py --csv`` run."""
+    return [
+        r
+        for r in read_csv(run, read_meta(run)["files"][0])
+        if r["part"] == "clustering"
+    ]
+
+
+def _imsat_label(row: dict) -> str:
+    if row["method"].startswith("KMeans"):
+        return "KMeans on raw inputs"
+    restarts = int(row["restarts"])
+    if restarts == 1:
+        return "IMSAT (VAT), one run per seed"
+    return f"IMSAT (VAT), `fit_imsat` ({restarts} restarts, lowest objective kept)"
+
+
+def _imsat_clustering(runs: tuple[str, ...]) -> str:
+    """Accuracy per method (mean, 95% interval, per seed) and the paired
+    difference IMSAT − KMeans over the seeds of each run."""
+    from keras_disentangle.experiments import _stats
+
+    body, diffs, seen = [], [], set()
+    for run in runs:
+        rows = [r for r in _imsat_runs(run) if r["score"] == "accuracy"]
+        for row in rows:
+            row["label"] = _imsat_label(row)
+        for label in dict.fromkeys(r["label"] for r in rows):
+            members = sorted(
+                (r for r in rows if r["label"] == label), key=lambda r: int(r["seed"])
+            )
+            seeds = [int(r["seed"]) for r in members]
+            values = {(label, r["seed"], r["value"]) for r in members}
+            if values <= seen:  # KMeans's same seeds in an earlier run: once
+                continue
+            seen |= values
+            body.append(
+                [
+                    label,
+                    members[0]["epochs"] if "IMSAT" in label else "",
+                    _seeds(seeds),
+                    _interval([float(r["value"]) for r in members]),
+                    " / ".join(f3(r["value"]) for r in members),
+                ]
+            )
+        for d in _stats.paired_differences(rows, "label", "value", KMEANS_LABEL):
+            diffs.append(
+                [
+                    d["variant"],
+                    _seeds(
+                        sorted(
+                            int(r["seed"]) for r in rows if r["label"] == d["variant"]
+                        )
+                    ),
+                    f"{d['mean']:+.3f}",
+                    f"[{d['low']:+.3f}, {d['high']:+.3f}]",
+                    f"{d['wins']} / {d['n']}",
+                    "yes" if d["significant"] else "no",
+                ]
+            )
+    table = markdown(
+        ["method", "epochs", "seeds", "accuracy, mean [95% CI]", "per seed"], body
+    )
+    differences = markdown(
+        [
+            "IMSAT",
+            "seeds",
+            "IMSAT − KMeans (mean over seeds)",
+            "95% CI",
+            "seeds above KMeans",
+            "significant",
+        ],
+        diffs,
+    )
+    sources = "\n\n".join(provenance(run) for run in runs)
+    return (
+        f"{table}\n\nPaired by seed (KMeans and IMSAT with the same seed):\n\n"
+        f"{differences}\n\nMean with the Student-t 95% interval of the mean; "
+        "significant: the paired interval excludes 0 (a paired t-test at the 5% "
+        f"level).\n\n{sources}\n"
+    )
+
+
+KMEANS_LABEL = "KMeans on raw inputs"
+
+
+def imsat_digits() -> str:
+    """docs/imsat.md: IMSAT against KMeans on the 8x8 digits."""
+    return _imsat_clustering(("imsat_digits_single", "imsat_digits"))
+
+
+def imsat_digits_restarts() -> str:
+    """docs/imsat.md: does the objective rank single runs as their accuracy?"""
+    import itertools
+
+    import numpy as np
+
+    rows = _imsat_runs("imsat_digits_single")
+    accuracy = {
+        r["seed"]: float(r["value"])
+        for r in rows
+        if r["score"] == "accuracy" and r["method"].startswith("IMSAT")
+    }
+    objective = {
+        r["seed"]: float(r["value"]) for r in rows if r["score"] == "objective"
+    }
+    seeds = sorted(accuracy, key=int)
+    pairs = [{"a": accuracy[s], "o": objective[s]} for s in seeds]
+    rho = _spearman(pairs, "o", "a")
+    kept = [
+        min(triple, key=lambda p: p["o"])["a"]
+        for triple in itertools.combinations(pairs, 3)
+    ]
+    every = [p["a"] for p in pairs]
+    return (
+        textwrap.fill(
+            f"Over these {len(seeds)} single runs the accuracy ranges from "
+            f"{f3(min(every))} to {f3(max(every))}, and Spearman's rank "
+            f"correlation of the objective with the accuracy is {rho:+.2f} "
+            "(negative: a lower objective, a better clustering). Keeping the "
+            "lowest objective of three runs, over all "
+            f"{len(kept)} triples of these runs, gives a mean accuracy of "
+            f"{f3(np.mean(kept))} (one run: {f3(np.mean(every))}) and a 10th "
+            f"percentile of {f3(np.percentile(kept, 10))} (one run: "
+            f"{f3(np.percentile(every, 10))}).",
+            width=76,
+        )
+        + "\n"
+    )
+
+
+def _ms(value: float | str) -> str:
+    """Milliseconds as the benchmarks' tables write them: 0.23, 53.3, 934."""
+    value = float(value)
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _by(rows: list[dict], *keys: str) -> dict[tuple, dict]:
+    return {tuple(r[k] for k in keys): r for r in rows}
+
+
+def penalties_speed() -> str:
+    """docs/benchmarks.md: the matmul against the all-pairs formulation."""
+    speed = read_csv("penalties", "speed.csv")
+    memory = _by(read_csv("penalties", "memory.csv"), "N", "k")
+    body = []
+    for row in speed:
+        peak = memory.get((row["N"], row["k"]), {})
+        body.append(
+            [
+                f"{int(row['N']):,}",
+                row["k"],
+                _ms(row["matmul_ms"]),
+                _ms(row["all_pairs_ms"]),
+                f"{float(row['speedup']):.1f}x",
+                f"{float(peak['matmul_peak_mib']):,.0f}" if peak else "-",
+                f"{float(peak['all_pairs_peak_mib']):,.0f}" if peak else "-",
+            ]
+        )
+    header = ["N", "k", "matmul (ms)", "all pairs (ms)", "speed-up"]
+    header += ["matmul peak (MiB)", "all pairs peak (MiB)"]
+    return markdown(header, body) + f"\n\n{provenance('penalties')}\n"
+
+
+def penalties_steps() -> str:
+    """docs/benchmarks.md: one training step with each penalty."""
+    body = [
+        [r["penalty"], _ms(r["step_ms"]), f"{float(r['ratio']):.2f}"]
+        for r in read_csv("penalties", "steps.csv")
+    ]
+    return markdown(["penalty", "step (ms)", "ratio"], body) + "\n"
+
+
+def _callback_rows() -> tuple[dict, list[dict]]:
+    epoch = read_csv("clustering_callback", "epoch.csv")[0]
+    rows = read_csv("clustering_callback", "callback.csv")
+    for row in rows:
+        default = row["n_init"] == "3"
+        kind = row["embeddings"]
+        if kind == "noise" and default:
+            kind = "noise (KMeans's slowest case)"
+        row["label"] = kind
+        row["n_init_label"] = "3 (default)" if default else row["n_init"]
+    return epoch, rows
+
+
+def clustering_callback_short() -> str:
+    """docs/benchmarks.md: ClusteringScores against an epoch, one thread."""
+    epoch, rows = _callback_rows()
+    body = [
+        [
+            r["label"],
+            r["n_init_label"],
+            f3(r["callback_wall_s"]),
+            f"{float(r['wall_per_epoch']):.2f}",
+            f"{float(r['cpu_per_epoch']):.2f}",
+        ]
+        for r in rows
+        if r["threads"] == "1"
+    ]
+    header = ["embeddings", "KMeans n_init", "callback (s)", "callback / epoch"]
+    header += ["callback CPU / epoch CPU"]
+    return (
+        f"One epoch took {epoch['epoch_wall_s']} s wall (median of "
+        f"{epoch['epoch_walls'].replace(' ', ', ')}) and {epoch['epoch_cpu_s']} "
+        f"CPU-s.\n\n{markdown(header, body)}\n\n"
+        f"{provenance('clustering_callback')}\n"
+    )
+
+
+def clustering_callback() -> str:
+    """docs/scores.md: every measured setting of the callback."""
+    epoch, rows = _callback_rows()
+    body = [
+        [
+            r["label"],
+            r["n_init_label"],
+            r["threads"],
+            f3(r["callback_wall_s"]),
+            f"{float(r['wall_per_epoch']):.2f}",
+            f3(r["callback_cpu_s"]),
+            f"{float(r['cpu_per_epoch']):.2f}",
+            f3(r["val_cluster_ami"]),
+        ]
+        for r in rows
+    ]
+    header = ["embeddings", "KMeans n_init", "threads", "callback wall (s)"]
+    header += ["wall / epoch", "callback CPU-s", "CPU / epoch", "val_cluster_ami"]
+    return (
+        f"One epoch took {epoch['epoch_wall_s']} s wall (median of "
+        f"{epoch['epoch_walls'].replace(' ', ', ')}) and {epoch['epoch_cpu_s']} "
+        f"CPU-s.\n\n{markdown(header, body)}\n\n"
+        f"{provenance('clustering_callback')}\n"
+    )
+
+
+def imsat_step() -> str:
+    """docs/benchmarks.md: an IMSAT step against a plain step."""
+    names = {
+        "plain": "plain (cross-entropy, same encoder)",
+        "IMSAT (rpt)": "IMSAT, RPT",
+        "IMSAT (vat)": "IMSAT, VAT",
+    }
+    body = [
+        [names.get(r["step"], r["step"]), _ms(r["ms"]), f"{float(r['ratio']):.2f}"]
+        for r in read_csv("imsat_step", "imsat_step.csv")
+    ]
+    return (
+        markdown(["step", "ms", "ratio to plain"], body)
+        + f"\n\n{provenance('imsat_step')}\n"
+    )
+
+
+def tune_margin() -> str:
+    """docs/scores.md: the keras-tuner trials and the best model's test scores."""
+    trials = read_csv("tune_margin", "trials.csv")
+    test = read_csv("tune_margin", "test.csv")[0]
+    best = max(trials, key=lambda r: float(r["best_val_cluster_ami"]))
+    body = [
+        [
+            r["trial"],
+            f"{float(r['margin']):.3f}",
+            f"{float(r['weight']):.4f}",
+            (
+                f"**{f3(r['best_val_cluster_ami'])}**"
+                if r is best
+                else f3(r["best_val_cluster_ami"])
+            ),
+        ]
+        for r in trials
+    ]
+    scores = ", ".join(
+        f"{k.upper()} {f3(test[k])}" for k in ("ami", "nmi", "ari", "acc") if k in test
+    )
+    return (
+        markdown(["trial", "margin", "weight", "best val_cluster_ami"], body)
+        + f"\n\nThe best trial ({test['trial']}: margin "
+        f"{float(best['margin']):.3f}, weight {float(best['weight']):.4f}), "
+        "scored once on the test split (KMeans with 10 "
+        f"clusters on its embedding, `cluster_scores` defaults): {scores}.\n\n"
+        f"{provenance('tune_margin')}\n"
+    )
+
+
+def score_speed() -> str:
+    """docs/factors.md: the time of each ground-truth score."""
+    labels = {
+        "mig": ("`mig`", "{n}"),
+        "sap": ("`sap`", "{n} + {n}"),
+        "modularity_explicitness": ("`modularity_explicitness`", "{n} + {n}"),
+        "beta_vae": ("`beta_vae_score` (64 pairs x 15,000 points)", "-"),
+        "factor_vae": (
+            "`factor_vae_score` (64 x 15,000 points, 10,000 for the variances)",
+            "-",
+        ),
+        "dci": ("`dci`", "{n} + {n}"),
+    }
+    body, runs = [], []
+    for run in ("scores", "scores_dci_1000", "scores_dci"):
+        if not (RESULTS / run).is_dir():
+            continue
+        runs.append(run)
+        for r in read_csv(run, "scores.csv"):
+            name, size = labels[r["score"]]
+            body.append(
+                [
+                    name,
+                    size.format(n=f"{int(r['n']):,}"),
+                    f"{float(r['wall_s']):.2f}",
+                    f"{float(r['cpu_s']):.2f}",
+                ]
+            )
+    return (
+        markdown(["score", "N", "wall s", "CPU s"], body)
+        + "\n\n"
+        + "\n\n".join(provenance(run) for run in runs)
+        + "\n"
+    )
+
+
+def distributed_steps() -> str:
+    """docs/distributed.md: synchronized against per-replica steps."""
+    targets = {"DeCov": 1.10, "ActivityKLMargin": 1.30}
+    body = [
+        [
+            r["penalty"],
+            r["global_batch"],
+            _ms(r["sync_ms"]),
+            _ms(r["local_ms"]),
+            f"{float(r['ratio']):.2f}x",
+            f"<= {targets[r['penalty']]:.2f}x",
+        ]
+        for r in read_csv("distributed", "steps.csv")
+    ]
+    header = ["penalty", "global batch", "synchronized step (ms)"]
+    header += ["per-replica step (ms)", "ratio", "target"]
+    return markdown(header, body) + f"\n\n{provenance('distributed')}\n"
+
+
+def distributed_memory() -> str:
+    """docs/distributed.md: peak memory of one step against the batch."""
+    body = [
+        [
+            r["global_batch"],
+            f"{float(r['sync_peak_mib']):.1f}",
+            f"{float(r['local_peak_mib']):.1f}",
+            f"{float(r['sync_block_mib']):g}",
+        ]
+        for r in read_csv("distributed", "memory.csv")
+    ]
+    header = ["global batch N", "synchronized (MiB)", "per-replica (MiB)"]
+    header += ["one `N/2 x N` float32 block (MiB)"]
+    return markdown(header, body) + "\n"
+
+
+def latent_centroids() -> str:
+    """docs/latent_centroids.md: the chosen configuration against the baseline."""
+    from keras_disentangle.experiments import _stats
+
+    test = read_csv("latent_centroids", "test.csv")
+    validation = read_csv("latent_centroids", "validation.csv")
+    chosen = next(r for r in test if r["model"] == "centroids")
+    key = (chosen["n_clusters"], chosen["weight"])
+
+    def members(rows, model, config=("", "")):
+        return sorted(
+            (
+                r
+                for r in rows
+                if r["model"] == model and (r["n_clusters"], r["weight"]) == config
+            ),
+            key=lambda r: int(r["seed"]),
+        )
+
+    body = []
+    for label, model, config in (
+        ("baseline (no centroids)", "baseline", ("", "")),
+        (
+            f"LatentCentroids, n_clusters={key[0]}, weight={float(key[1]):g} "
+            "(chosen on validation)",
+            "centroids",
+            key,
+        ),
+    ):
+        val = members(validation, model, config)
+        runs = members(test, model, config)
+        body.append(
+            [
+                label,
+                f"{sum(float(r['accuracy']) for r in val) / len(val):.4f}",
+                " / ".join(f"{float(r['accuracy']):.4f}" for r in runs),
+                _interval([float(r["accuracy"]) for r in runs], digits=4),
+            ]
+        )
+    seeds = _seeds(sorted(int(r["seed"]) for r in members(test, "baseline")))
+    (d,) = _stats.paired_differences(
+        [dict(r, variant=r["model"]) for r in test], "variant", "accuracy", "baseline"
+    )
+    grid = {}
+    for r in validation:
+        if r["model"] == "centroids":
+            grid.setdefault((r["n_clusters"], r["weight"]), []).append(
+                float(r["accuracy"])
+            )
+    base = [float(r["accuracy"]) for r in members(validation, "baseline")]
+    grid_rows = [["baseline", "-", f"{sum(base) / len(base):.4f}"]] + [
+        [n, f"{float(w):g}", f"{sum(v) / len(v):.4f}"] for (n, w), v in grid.items()
+    ]
+    header = ["model", "validation accuracy (mean over seeds)"]
+    header += [f"test accuracy, seeds {seeds.replace(', ', ' / ')}"]
+    header += ["test mean [95% CI]"]
+    return (
+        markdown(header, body)
+        + f"\n\nTest accuracy, centroids − baseline paired by seed: "
+        f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] (95% CI), "
+        f"{d['wins']} of {d['n']} seeds improved, "
+        f"{'significant' if d['significant'] else 'not significant'} at the 5% "
+        "level.\n\nThe validation grid (mean over seeds):\n\n"
+        + markdown(["n_clusters", "weight", "validation accuracy"], grid_rows)
+        + f"\n\n{provenance('latent_centroids')}\n"
+    )
+
+
+#: docs/distributed.md's contract: (run, CSV) of each multi-process engine.
+CONTRACT_ENGINES = [
+    (
+        "TF `MultiWorkerMirroredStrategy` (2 workers)",
+        "contract_multi_worker",
+        "multiworkermirroredstrategy__2_workers.csv",
+    ),
+    (
+        "JAX 2 processes, `DataParallel` + `fit`",
+        "contract_jax",
+        "jax__2_processes.csv",
+    ),
+    ("PyTorch 2 processes, DDP", "contract_torch", "torch_ddp__2_processes.csv"),
+]
+CONTRACT_OBJECTS = [
+    ("decov", "`ActivityPenalty(DeCov)`"),
+    ("l1", "`ActivityPenalty(CovarianceL1)`"),
+    ("activity", "`ActivityPenalty(ActivityKLMargin)`"),
+    ("xcov", "`XCovPenalty`"),
+    ("labelled", "`LabelledKLMargin`"),
+    ("imsat", "`IMSAT`"),
+    ("dim", "`DeepInfoMax`"),
+    ("decov-local", "control: DeCov, `synchronized=False`"),
+]
+
+
+def distributed_contract() -> str:
+    """docs/distributed.md: one step on several processes against one device."""
+    columns = []
+    for _, run, name in CONTRACT_ENGINES:
+        columns.append({r["kind"]: r["difference"] for r in read_csv(run, name)})
+    body = []
+    for kind, label in CONTRACT_OBJECTS:
+        local = kind == "decov-local"
+        cells = [label, "differs" if local else "exact (1e-5)"]
+        for (engine, _, _), values in zip(CONTRACT_ENGINES, columns, strict=True):
+            value = float(values[kind])
+            cell = (
+                "0"
+                if value == 0
+                else f"{value:.1e}"
+                if value < 0.01
+                else f"{value:.2f}"
+            )
+            if local and engine.startswith("JAX"):
+                cell += " (global either way)"
+            cells.append(cell)
+        body.append(cells)
+    body.append(
+        [
+            "test",
+            "`tests/test_distributed.py::test_synchronized_step_equals_one_device`, "
+            "`tests/test_imsat.py`, `tests/test_deep_info_max.py`",
+            "`tests/test_multi_worker.py`",
+            "`tests/test_jax_multi_process.py` (JAX run)",
+            "`tests/test_torch_ddp.py` (PyTorch run)",
+        ]
+    )
+    header = ["object", "`MirroredStrategy` (2 replicas)"]
+    header += [engine for engine, _, _ in CONTRACT_ENGINES]
+    sources = "\n\n".join(provenance(run) for _, run, _ in CONTRACT_ENGINES)
+    return markdown(header, body) + f"\n\n{sources}\n"
+
+
+def knn() -> str:
+    """docs/imsat.md: knn_distance (scikit-learn) against the hand-written search."""
+    body = [
+        [
+            f"{int(r['n']):,}",
+            f"{float(r['hand_written_s']):.2f} s",
+            f"{float(r['sklearn_s']):.2f} s",
+            f"{float(r['ratio']):.2f}",
+            r["max_abs_difference"],
+        ]
+        for r in read_csv("knn", "knn.csv")
+    ]
+    header = ["N x 784 (random float32)", "hand-written", "scikit-learn", "ratio"]
+    header += ["largest difference"]
+    return markdown(header, body) + f"\n\n{provenance('knn')}\n"
+
+
 #: Block name -> function returning its markdown (ending with a newline).
 TABLES: dict[str, Callable[[], str]] = {
     "forced_to_learn": forced_to_learn,
@@ -568,6 +1089,20 @@ TABLES: dict[str, Callable[[], str]] = {
     "dim_aet": dim_aet,
     "memory": memory,
     "memory_time": memory_time,
+    "imsat_digits": imsat_digits,
+    "imsat_digits_restarts": imsat_digits_restarts,
+    "penalties_speed": penalties_speed,
+    "penalties_steps": penalties_steps,
+    "clustering_callback_short": clustering_callback_short,
+    "clustering_callback": clustering_callback,
+    "imsat_step": imsat_step,
+    "tune_margin": tune_margin,
+    "score_speed": score_speed,
+    "distributed_steps": distributed_steps,
+    "distributed_memory": distributed_memory,
+    "latent_centroids": latent_centroids,
+    "distributed_contract": distributed_contract,
+    "knn": knn,
 }
 
 
