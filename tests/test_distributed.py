@@ -186,22 +186,6 @@ def test_synchronized_step_equals_one_device(kind, mirrored_strategy, tmp_path):
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["activity", "labelled"])
-def test_synchronized_row_blocks_equal_one_device(kind, mirrored_strategy, monkeypatch):
-    """The pairwise terms' bounded loop (``_blocks``), forced on 16 x 32
-    blocks of 30 pairs, under the strategy: the step of one device and one
-    block."""
-    from keras_disentangle import _blocks, penalties
-
-    one, one_loss, _ = _step(kind, True)
-    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 12)
-    monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 30)
-    monkeypatch.setattr(penalties, "_DEVICE_BLOCK_ELEMENTS", 30)
-    sync, sync_loss, _ = _step(kind, True, mirrored_strategy.scope())
-    _assert_same_change(sync, one)
-    assert sync_loss[0] == pytest.approx(one_loss[0], rel=1e-5)
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_per_replica_step_is_the_mean_of_slice_values(kind, mirrored_strategy):
     local, local_loss, _ = _step(kind, False, mirrored_strategy.scope())

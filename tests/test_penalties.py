@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import FLOAT64, compiled, numpy, rtol, value_and_grad
+from helpers import FLOAT64, compiled, count_row_blocks, numpy, rtol, value_and_grad
 from keras import ops
 
 from keras_disentangle import _blocks, penalties
@@ -166,13 +166,16 @@ def test_column_slices_give_the_same_sums(small_cpu_blocks):
 def small_row_blocks(monkeypatch):
     """The bounded loop (``_blocks.fused_row_blocks``) for every pair block
     over 12 elements, in blocks of 30 pairs: 3 rows of 10 columns, so 10
-    rows make 4 blocks, the last one padded with 2 rows."""
-    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 12)
+    rows make 4 blocks, the last one padded with 2 rows. Returns the list of
+    the blocked passes' rows per block, filled as they run."""
     monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 30)
     monkeypatch.setattr(penalties, "_DEVICE_BLOCK_ELEMENTS", 30)
+    calls = count_row_blocks(monkeypatch, 12)
     assert _blocks.rows_per_block(10, 10, 30) == 3
     assert _blocks.rows_per_block(3, 4, 30) is None  # 12 pairs: one block
     assert _blocks.rows_per_block(None, 10, 30) is None  # size known at run time
+    yield calls
+    assert calls, "the blocked loop never ran"
 
 
 def _one_block(monkeypatch):
@@ -255,6 +258,46 @@ def test_row_blocks_in_a_training_step(small_row_blocks, monkeypatch):
     for a, b in zip(blocked, step(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
     assert np.abs(blocked[0]).max() > 0
+
+
+class _OneReplica:
+    """Collectives of one replica (``sum`` and ``gather`` are identities):
+    the synchronized code path, its gathered columns a separate tensor."""
+
+    def sum(self, x):
+        return x
+
+    def gather(self, x):
+        return ops.concatenate([x[:0], x], axis=0)
+
+
+def test_row_blocks_through_collectives(small_row_blocks, monkeypatch):
+    """The synchronized path (rows against all-gathered columns, their
+    labels and weights gathered too) in row blocks, against one block."""
+    rng = np.random.default_rng(10)
+    h = rng.normal(scale=2.0, size=(10, 5))
+    labels = rng.integers(0, 3, size=10)
+    weights = rng.random(10)
+
+    def f(x):
+        return penalties.activity_kl_margin(
+            x, 1.0, labels=labels, sample_weight=weights, collectives=_OneReplica()
+        )
+
+    blocked = value_and_grad(f, h)
+    _one_block(monkeypatch)
+    v, g = value_and_grad(f, h)
+    assert blocked[0] == pytest.approx(v, rel=rtol(1e-12, 1e-6))
+    scale = np.abs(g).max()
+    np.testing.assert_allclose(
+        blocked[1], g, rtol=rtol(1e-9, 1e-5), atol=rtol(1e-15, 1e-6) * scale
+    )
+    assert v == pytest.approx(
+        value(
+            penalties.activity_kl_margin(h, 1.0, labels=labels, sample_weight=weights)
+        ),
+        rel=rtol(1e-12, 1e-6),
+    )
 
 
 def test_fused_row_blocks_matches_numpy_loop():
