@@ -19,9 +19,16 @@ bounded loop of ``keras_disentangle._blocks``.
 ``h @ h.T`` step timed in the same run (the machine is shared: compare the
 ratios, not the milliseconds).
 
+``--dim`` also compiles Deep InfoMax's estimates from the critic's two
+projections (``estimators.bilinear_mutual_information``, ``y`` of shape
+``(N, 64)`` and ``m`` of ``(N, L, 64)``, gradient with respect to both) for
+jsd / dv / nce at (N, L) = (16,384, 1), (65,536, 1), (4,096, 49) and
+(65,536, 49), in DeepInfoMax's CPU and accelerator blocks and as one block
+(left out above 2^28 scores: it does not compile in reasonable time).
+
 Run: ``python benchmarks/memory.py [--sizes 4096 16384 65536] [--time]
-[--output DIR]``; ``--output`` writes ``memory.csv`` (and ``time.csv``)
-for ``docs/_tools/tables.py record memory DIR``.
+[--dim] [--output DIR]``; ``--output`` writes ``memory.csv`` (and
+``time.csv``, ``dim.csv``) for ``docs/_tools/tables.py record memory DIR``.
 """
 
 from __future__ import annotations
@@ -144,6 +151,47 @@ def time_rows(sizes, repeats: int) -> list[dict]:
     return rows
 
 
+DIM_SHAPES = ((16384, 1), (65536, 1), (4096, 49), (65536, 49))
+DIM_WIDTH = 64
+
+
+def dim_rows() -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+
+    from keras_disentangle import estimators
+    from keras_disentangle.models import deep_info_max
+
+    sizes = {
+        "cpu": deep_info_max._CPU_BLOCK_ELEMENTS,
+        "accelerator": deep_info_max._DEVICE_BLOCK_ELEMENTS,
+        "one_block": None,
+    }
+    rows = []
+    for n, positions in DIM_SHAPES:
+        y = jax.ShapeDtypeStruct((n, DIM_WIDTH), jnp.float32)
+        m = jax.ShapeDtypeStruct((n, positions, DIM_WIDTH), jnp.float32)
+        for estimator in estimators.ESTIMATORS:
+            row = {"n": n, "positions": positions, "estimator": estimator}
+            for name, elements in sizes.items():
+                if elements is None and n * n * positions > 2**28:
+                    row[f"{name}_mib"] = ""
+                    continue
+
+                def f(y, m, estimator=estimator, elements=elements):
+                    return estimators.bilinear_mutual_information(
+                        y, m, estimator, block_elements=elements
+                    )
+
+                grad = jax.jit(jax.grad(f, argnums=(0, 1)))
+                analysis = grad.lower(y, m).compile().memory_analysis()
+                row[f"{name}_mib"] = round(analysis.temp_size_in_bytes / 2**20, 1)
+            row["scores_mib"] = round(4 * n * n * positions / 2**20)
+            print(row, flush=True)
+            rows.append(row)
+    return rows
+
+
 def _write(path: str, rows: list[dict]) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, list(rows[0]))
@@ -157,6 +205,7 @@ def main() -> None:
     parser.add_argument("--time", action="store_true")
     parser.add_argument("--time-max", type=int, default=16384)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dim", action="store_true")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
@@ -178,8 +227,11 @@ def main() -> None:
     timed = []
     if args.time:
         timed = time_rows([n for n in args.sizes if n <= args.time_max], args.repeats)
+    dim = dim_rows() if args.dim else []
     if args.output:
         os.makedirs(args.output, exist_ok=True)
+        if dim:
+            _write(os.path.join(args.output, "dim.csv"), dim)
         for r in rows:
             for key in list(r):
                 if key.endswith("_mib"):

@@ -653,10 +653,10 @@ def counted_row_blocks(monkeypatch):
     """Every score block over 12 scores in row blocks of 64 scores (the
     global term's 16 x 16 in 4 blocks of 4 rows, the local 16 x 16 x 9 in
     16 of one row), and a count of the blocked passes."""
-    from keras_disentangle import penalties
+    from keras_disentangle.models import deep_info_max
 
-    monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 64)
-    monkeypatch.setattr(penalties, "_DEVICE_BLOCK_ELEMENTS", 64)
+    monkeypatch.setattr(deep_info_max, "_CPU_BLOCK_ELEMENTS", 64)
+    monkeypatch.setattr(deep_info_max, "_DEVICE_BLOCK_ELEMENTS", 64)
     return count_row_blocks(monkeypatch, 12)
 
 
