@@ -1075,6 +1075,23 @@ def knn() -> str:
     return markdown(header, body) + f"\n\n{provenance('knn')}\n"
 
 
+def memory_dim() -> str:
+    """docs/dim_aet.md: XLA's temporaries of DIM's estimates by (N, L)."""
+    body = []
+    for r in read_csv("memory", "dim.csv"):
+        cells = []
+        for key in ("cpu_mib", "accelerator_mib", "one_block_mib"):
+            cells.append(f"{float(r[key]):,.1f}" if r[key] else "left out")
+        body.append(
+            [f"{int(r['n']):,}", r["positions"], r["estimator"]]
+            + cells
+            + [f"{float(r['scores_mib']):,.0f}"]
+        )
+    header = ["N", "L", "estimator", "CPU blocks (MiB)", "accelerator blocks (MiB)"]
+    header += ["one block (MiB)", "the `N x N x L` float32 scores (MiB)"]
+    return markdown(header, body) + f"\n\n{provenance('memory')}\n"
+
+
 #: Block name -> function returning its markdown (ending with a newline).
 TABLES: dict[str, Callable[[], str]] = {
     "forced_to_learn": forced_to_learn,
@@ -1089,6 +1106,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "dim_aet": dim_aet,
     "memory": memory,
     "memory_time": memory_time,
+    "memory_dim": memory_dim,
     "imsat_digits": imsat_digits,
     "imsat_digits_restarts": imsat_digits_restarts,
     "penalties_speed": penalties_speed,
