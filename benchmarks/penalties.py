@@ -372,8 +372,6 @@ def _print(rows, title):
 
 
 def main(argv=None):
-    from keras_disentangle.experiments._common import output_folder
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
@@ -387,7 +385,6 @@ def main(argv=None):
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument(
         "--output",
-        type=output_folder,
         help="also write each table to OUTPUT/<table>.csv (speed, memory, steps)",
     )
     parser.add_argument(
@@ -429,8 +426,11 @@ def _write(folder, tables):
     """Each printed table as ``folder/<name>.csv`` (the numbers printed)."""
     if folder is None:
         return
+    import pathlib
+
     from keras_disentangle.experiments._common import write_csv
 
+    folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
         print(f"wrote {write_csv(rows, folder / f'{name}.csv')}")
