@@ -1097,6 +1097,36 @@ def memory_dim() -> str:
     return markdown(header, body) + f"\n\n{provenance('memory')}\n"
 
 
+def penalties_matmul() -> str:
+    """docs/distributed.md: the penalty's step over a bare ``h @ h.T`` step,
+    one run per backend (``benchmarks/penalties.py --backend B``)."""
+    run_as = {"tensorflow": "`tf.function`", "jax": "`jax.jit`"}
+    names = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+    body = []
+    for backend in ("tensorflow", "jax", "torch"):
+        for r in read_csv("penalties_matmul", f"matmul_ratio_{backend}.csv"):
+            how = r["compiled"]
+            if backend == "torch":
+                how = (
+                    "`torch.compile`"
+                    if how == "torch.compile"
+                    else ("eager (Keras's default there)")
+                )
+            body.append(
+                [
+                    names[backend],
+                    run_as.get(backend, how),
+                    f"{float(r['penalty_ms']):.1f}",
+                    f"{float(r['matmul_ms']):.1f}",
+                    f"{float(r['ratio']):.2f}x",
+                    f"{float(r['one_block_ratio']):.2f}x",
+                ]
+            )
+    header = ["backend", "run as", "penalty (ms)", "`h @ h.T` (ms)", "ratio"]
+    header += ["one `N x N` block, same run"]
+    return markdown(header, body) + f"\n\n{provenance('penalties_matmul')}\n"
+
+
 #: Block name -> function returning its markdown (ending with a newline).
 TABLES: dict[str, Callable[[], str]] = {
     "forced_to_learn": forced_to_learn,
@@ -1112,6 +1142,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "memory": memory,
     "memory_time": memory_time,
     "memory_dim": memory_dim,
+    "penalties_matmul": penalties_matmul,
     "imsat_digits": imsat_digits,
     "imsat_digits_restarts": imsat_digits_restarts,
     "imsat_mnist_5k": imsat_mnist_5k,
