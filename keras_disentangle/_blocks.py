@@ -18,6 +18,12 @@ products of the usual forward and backward (no recomputation). The price:
 a forward pass without a gradient (evaluation) also computes the two
 gradient products.
 
+Sizes known only at run time (a ``tf.function`` traced with a ``None``
+batch, a ``tf.distribute`` replica's batch, a batch gathered from the
+replicas) are blocked too: :func:`one_or_row_blocks` then picks one block or
+the loop at run time (``keras.ops.cond``), and the loop's block count, padding
+and slices are run-time tensors.
+
 Only public ``keras.ops`` are used; the block function knows nothing of
 backends. ``keras_disentangle.penalties`` (the KL-margin hinges) and
 ``keras_disentangle.estimators`` use it beyond a size where one block is
@@ -26,7 +32,6 @@ cheaper.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +39,13 @@ from keras import ops
 
 from keras_disentangle._backend import matmul
 
-__all__ = ["rows_per_block", "fused_row_blocks", "scan_row_blocks"]
+__all__ = [
+    "rows_per_block",
+    "one_or_row_blocks",
+    "size",
+    "fused_row_blocks",
+    "scan_row_blocks",
+]
 
 #: The largest pair block differentiated the usual way (one ``n x M`` block,
 #: 64 MiB in float32); beyond it the blocked loop bounds memory.
@@ -43,13 +54,21 @@ MAX_BLOCK_ELEMENTS = 2**24
 Block = Callable[..., tuple[Any, Any]]
 
 
+def size(x: Any, axis: int) -> Any:
+    """``x.shape[axis]``: a Python int when known when traced, else the
+    run-time size (a scalar int32 tensor; only TensorFlow traces with
+    unknown sizes)."""
+    known = x.shape[axis]
+    return known if isinstance(known, int) else ops.shape(x)[axis]
+
+
 def rows_per_block(n_rows: Any, width: Any, block_elements: int) -> int | None:
     """Rows per block so that a block of ``rows x width`` scores holds at most
     ``block_elements`` (at least one row), or None for one block.
 
-    None when all ``n_rows x width`` scores fit in ``MAX_BLOCK_ELEMENTS`` or
-    a size is only known at run time (a ``tf.function`` traced with a
-    ``None`` batch): then the caller differentiates one block as usual.
+    None when all ``n_rows x width`` scores fit in ``MAX_BLOCK_ELEMENTS``,
+    or a size is only known at run time (see :func:`one_or_row_blocks`,
+    which decides then).
 
     Example:
 
@@ -65,23 +84,84 @@ def rows_per_block(n_rows: Any, width: Any, block_elements: int) -> int | None:
     return max(1, min(n_rows, block_elements // max(width, 1)))
 
 
-def _pad_rows(x: Any, n_rows: int) -> Any:
+def one_or_row_blocks(
+    n_rows: Any,
+    width: Any,
+    block_elements: int,
+    one_block: Callable[[], tuple],
+    row_blocks: Callable[[Any], tuple],
+    one_block_if: Any = None,
+    collective_inside: bool = False,
+) -> tuple:
+    """``one_block()`` when all ``n_rows x width`` scores fit in
+    ``MAX_BLOCK_ELEMENTS`` (or ``one_block_if`` holds), else
+    ``row_blocks(b)``, ``b`` rows per block of at most ``block_elements``
+    scores.
+
+    Sizes known when traced (Python ints) choose when traced: the same
+    program as before for one block. A size known only at run time (a
+    scalar tensor from :func:`size`) chooses at run time
+    (``keras.ops.cond``, both traced), ``b`` a tensor too. Both functions
+    return a tuple, None in the same places.
+
+    ``collective_inside``: the functions call a collective (an all-gather).
+    ``tf.distribute`` refuses one inside a ``cond``, so a size known only
+    at run time then always takes ``row_blocks``, with ``b = n_rows`` (one
+    block in the loop: the same value up to rounding) when they fit.
+
+    Example:
+
+        >>> one_or_row_blocks(4, 4, 2**19, lambda: ("one",), lambda b: (b,))
+        ('one',)
+        >>> one_or_row_blocks(65536, 65536, 2**19, lambda: ("one",), lambda b: (b,))
+        (8,)
+    """
+    if isinstance(n_rows, int) and isinstance(width, int):
+        rows = rows_per_block(n_rows, width, block_elements)
+        if rows is None or (one_block_if is not None and one_block_if):
+            return one_block()
+        return row_blocks(rows)
+    n_rows = ops.cast(n_rows, "int32")
+    width = ops.maximum(ops.cast(width, "int32"), 1)
+    rows = ops.maximum(1, ops.minimum(n_rows, block_elements // width))
+    # n w <= MAX as n <= MAX // w: no int32 overflow (65,536^2 = 2^32).
+    fits = ops.less_equal(n_rows, MAX_BLOCK_ELEMENTS // width)
+    if one_block_if is not None:
+        fits = ops.logical_or(fits, one_block_if)
+    if collective_inside:
+        return row_blocks(ops.where(fits, ops.maximum(n_rows, 1), rows))
+    missing = []  # the None outputs' places (not annotated: tf autograph)
+
+    def tensors(outputs: tuple) -> tuple:
+        missing[:] = [i for i, x in enumerate(outputs) if x is None]
+        return tuple(x for x in outputs if x is not None)
+
+    chosen = ops.cond(
+        fits, lambda: tensors(one_block()), lambda: tensors(row_blocks(rows))
+    )
+    chosen = list(chosen)
+    for i in missing:
+        chosen.insert(i, None)
+    return tuple(chosen)
+
+
+def _pad_rows(x: Any, n_rows: Any) -> Any:
     """``x`` (n, ...) padded with zero rows to ``n_rows``."""
-    missing = n_rows - x.shape[0]
-    if missing:
-        zeros = ops.zeros((missing,) + tuple(x.shape[1:]), dtype=x.dtype)
-        x = ops.concatenate([x, zeros], axis=0)
-    return x
+    missing = n_rows - size(x, 0)
+    if isinstance(missing, int) and not missing:
+        return x
+    zeros = ops.zeros((missing,) + tuple(x.shape[1:]), dtype=x.dtype)
+    return ops.concatenate([x, zeros], axis=0)
 
 
 def _row_block(
-    i: Any, padded: list, flat_columns: Any, b: int, column_shape: tuple, n: int
+    i: Any, padded: list, flat_columns: Any, b: Any, column_shape: tuple, n: Any
 ) -> tuple[Any, Any, tuple, Any, Any]:
     """Block ``i``: its first row's index, its rows, its slices of the row
     data, its ``(b, M, ...)`` scores and its ``(b,)`` mask of real rows."""
     start = ops.cast(i, "int32") * b
     rows_b, *data_b = (
-        ops.slice(x, (start,) + (0,) * (len(x.shape) - 1), (b,) + x.shape[1:])
+        ops.slice(x, (start,) + (0,) * (len(x.shape) - 1), (b,) + tuple(x.shape[1:]))
         for x in padded
     )
     scores = ops.reshape(
@@ -114,9 +194,12 @@ def fused_row_blocks(
 
     Args:
         block: the block function above (pure ``keras.ops``).
-        rows: ``(n, u)`` float tensor, static shape.
-        columns: ``(M, ..., u)`` float tensor, static shape.
-        rows_per_block: ``b``, from :func:`rows_per_block`.
+        rows: ``(n, u)`` float tensor, ``u`` known when traced.
+        columns: ``(M, ..., u)`` float tensor, all but ``M`` known when
+            traced.
+        rows_per_block: ``b``, from :func:`rows_per_block` or
+            :func:`one_or_row_blocks` (a scalar tensor there when a size
+            is known only at run time).
         n_values: the length of ``values``.
         row_data: ``(n, ...)`` float tensors cut into blocks with the rows
             (labels, weights); no gradient.
@@ -127,10 +210,10 @@ def fused_row_blocks(
         respect to ``rows`` and ``columns``; the other entries (pair counts,
         statistics) carry none.
     """
-    n, width = rows.shape[0], rows.shape[-1]
-    column_shape = tuple(columns.shape[:-1])
-    n_blocks = math.ceil(n / rows_per_block)
+    n, width = size(rows, 0), rows.shape[-1]
+    column_shape = tuple(size(columns, a) for a in range(len(columns.shape) - 1))
     b = rows_per_block
+    n_blocks = (n + b - 1) // b
     row_data = tuple(row_data)
     column_data = tuple(column_data)
 
@@ -158,7 +241,7 @@ def fused_row_blocks(
         )
         d_rows, d_columns, values = ops.fori_loop(0, n_blocks, step, init)
         d_rows = d_rows[:n]
-        d_columns = ops.reshape(d_columns, tuple(columns.shape))
+        d_columns = ops.reshape(d_columns, column_shape + (width,))
 
         def grad_fn(*args: Any, upstream: Any = None) -> Any:
             if upstream is None:
@@ -194,10 +277,13 @@ def scan_row_blocks(
 
     Args:
         block: the block function above (pure ``keras.ops``).
-        rows: ``(n, u)`` float tensor, static shape.
-        columns: ``(M, ..., u)`` float tensor, static shape.
+        rows: ``(n, u)`` float tensor, ``u`` known when traced.
+        columns: ``(M, ..., u)`` float tensor, all but ``M`` known when
+            traced.
         init: the initial carry (a tensor or a tuple of tensors).
-        rows_per_block: ``b``, from :func:`rows_per_block`.
+        rows_per_block: ``b``, from :func:`rows_per_block` or
+            :func:`one_or_row_blocks` (a scalar tensor there when a size
+            is known only at run time).
         row_data: ``(n, ...)`` tensors cut into blocks with the rows.
         column_data: tensors passed whole.
 
@@ -217,10 +303,10 @@ def scan_row_blocks(
     rows, columns = (
         ops.stop_gradient(ops.convert_to_tensor(x)) for x in (rows, columns)
     )
-    n, width = rows.shape[0], rows.shape[-1]
-    column_shape = tuple(columns.shape[:-1])
-    n_blocks = math.ceil(n / rows_per_block)
+    n, width = size(rows, 0), rows.shape[-1]
+    column_shape = tuple(size(columns, a) for a in range(len(columns.shape) - 1))
     b = rows_per_block
+    n_blocks = (n + b - 1) // b
     flat_columns = ops.reshape(columns, (-1, width))
     column_part = tuple(
         ops.stop_gradient(ops.convert_to_tensor(x)) for x in column_data

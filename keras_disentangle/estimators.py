@@ -535,66 +535,93 @@ def bilinear_mutual_information(
     check_choice("negatives", negatives, NCE_NEGATIVES)
     self_score = check_self_score(self_score)
     y, m = _factors(y, m)
-    n, big_m = y.shape[0], m.shape[0]
-    width = None
-    if all(isinstance(d, int) for d in m.shape[:-1]):
-        width = math.prod(m.shape[:-1])
-    rows = None
-    if block_elements is not None and width is not None:
-        rows = _blocks.rows_per_block(n, width, block_elements)
-    if rows is None or big_m < 2:
-        return mutual_information(
-            _bilinear_scores(y, m),
-            estimator,
-            offset=offset,
-            gather=gather,
-            negatives=negatives,
-            self_score=self_score,
+    n, big_m = _blocks.size(y, 0), _blocks.size(m, 0)
+    positions = None
+    if all(isinstance(d, int) for d in m.shape[1:-1]):
+        positions = math.prod(m.shape[1:-1])
+
+    def one_block() -> tuple:
+        scores = _bilinear_scores(y, m)
+        return (
+            mutual_information(
+                scores,
+                estimator,
+                offset=offset,
+                gather=gather,
+                negatives=negatives,
+                self_score=self_score,
+            ),
         )
-    if n > big_m:
-        raise ValueError(
-            "Invalid shape for argument y: expected a block of n <= M rows of "
-            f"the M samples of m. Received: y.shape={y.shape}, m.shape={m.shape}"
-        )
-    if self_score is not None and negatives == "same_position" and len(m.shape) > 2:
-        raise ValueError(
-            "Invalid value for argument self_score: expected None with "
-            "negatives='same_position' (the reference's self-scores belong to "
-            f"the 'all_positions' form). Received: self_score={self_score!r}"
-        )
-    return _BlockedEstimate(y, m, offset, rows).estimate(
-        estimator, gather, negatives, self_score
-    )
+
+    def row_blocks(rows: Any) -> tuple:
+        if isinstance(n, int) and isinstance(big_m, int) and n > big_m:
+            raise ValueError(
+                "Invalid shape for argument y: expected a block of n <= M rows "
+                f"of the M samples of m. Received: y.shape={y.shape}, "
+                f"m.shape={m.shape}"
+            )
+        if self_score is not None and negatives == "same_position" and len(m.shape) > 2:
+            raise ValueError(
+                "Invalid value for argument self_score: expected None with "
+                "negatives='same_position' (the reference's self-scores belong "
+                f"to the 'all_positions' form). Received: self_score={self_score!r}"
+            )
+        estimate = _BlockedEstimate(y, m, offset, rows)
+        return (estimate.estimate(estimator, gather, negatives, self_score),)
+
+    if block_elements is None or positions is None:
+        return one_block()[0]
+    few = big_m < 2 if isinstance(big_m, int) else ops.less(big_m, 2)
+    return _blocks.one_or_row_blocks(
+        n,
+        big_m * positions,
+        block_elements,
+        one_block,
+        row_blocks,
+        one_block_if=few,
+        collective_inside=estimator == "dv" and gather is not None,
+    )[0]
 
 
 class _BlockedEstimate:
     """:func:`bilinear_mutual_information` beyond one block: each
     estimator's block function (its value and ``dI / dS_b``)."""
 
-    def __init__(self, y: Any, m: Any, offset: Any, rows: int):
+    def __init__(self, y: Any, m: Any, offset: Any, rows: Any):
         self.y, self.m, self.rows = y, m, rows
         self.dtype = y.dtype
-        self.n, self.m_count = y.shape[0], m.shape[0]
+        self.n, self.m_count = _blocks.size(y, 0), _blocks.size(m, 0)
         self.positions = math.prod(m.shape[1:-1])
         self.rank = len(m.shape)  # the scores' rank
-        self.n_pos = float(self.m_count * self.positions)
-        self.n_neg = float(self.m_count * (self.m_count - 1) * self.positions)
-        self.row_share = self.n / self.m_count
+        # Python floats for sizes known when traced; else float tensors.
+        n, m_count = self.n, self.m_count
+        if not isinstance(n, int) or not isinstance(m_count, int):
+            n, m_count = (ops.cast(x, self.dtype) for x in (n, m_count))
+        self.n_pos = m_count * self.positions * 1.0
+        self.n_neg = m_count * (m_count - 1) * self.positions * 1.0
+        self.row_share = n / m_count
         # Passed as data, not closed over (keras.ops.custom_gradient).
         self.offset = ops.reshape(ops.cast(offset, self.dtype), (1,))
+
+    def log(self, x: Any) -> Any:
+        """``log x`` of a count: a Python float when ``x`` is a number,
+        else a tensor (a size known only at run time; at least 1)."""
+        if isinstance(x, (int, float)):
+            return math.log(x)
+        return ops.log(ops.maximum(ops.cast(x, self.dtype), 1.0))
 
     def positives(self, scores: Any, start: Any, offset: Any) -> tuple[Any, Any]:
         """The ``(b, M, 1, ...)`` mask of a block's positive pairs and their
         ``(b, ...)`` scores ``S_{i, offset + i}`` (taken, not masked: a
         padded row's is any of its scores)."""
         first = start + ops.cast(offset[0], "int32")
-        index = first + ops.arange(scores.shape[0], dtype="int32")
+        index = first + ops.arange(_blocks.size(scores, 0), dtype="int32")
         mask = ops.equal(
             ops.expand_dims(index, 1),
             ops.expand_dims(ops.arange(self.m_count, dtype="int32"), 0),
         )
         trailing = (1,) * (self.rank - 2)
-        mask = ops.reshape(mask, tuple(mask.shape) + trailing)
+        mask = ops.reshape(mask, (-1, self.m_count) + trailing)
         column = ops.reshape(ops.clip(index, 0, self.m_count - 1), (-1, 1) + trailing)
         positive = ops.take_along_axis(scores, column, axis=1)
         return mask, ops.squeeze(positive, axis=1)
@@ -680,7 +707,13 @@ class _BlockedEstimate:
             rows_per_block=self.rows,
             column_data=(self.offset,),
         )
-        log_sum = top + ops.log(total)  # total >= 1: M >= 2 and n >= 1
+        # total >= 1 when this block has a negative pair (M >= 2, n >= 1;
+        # always so for sizes known when traced). Under a collective with
+        # sizes known at run time a replica may have none (an empty slice,
+        # M = 1): its log-sum is then the empty one, as dv_lower_bound's.
+        some = total > 0
+        total = ops.where(some, total, ops.ones_like(total))
+        log_sum = ops.where(some, top + ops.log(total), _EMPTY)
         # d/dS of -c log Z over the negatives, c exp(S - log Z), as
         # exp(S - max) / sum times Z_rows / Z (1 without gather).
         factor = ops.reshape(self.row_share / total, (1,))
@@ -704,7 +737,11 @@ class _BlockedEstimate:
 
         e_pos = self.fused(block, ops.reshape(top, (1,)), ops.stop_gradient(factor))
         log_z = ops.stop_gradient(log_z)
-        return e_pos - self.row_share * (log_z - math.log(self.n_neg))
+        value = e_pos - self.row_share * (log_z - self.log(self.n_neg))
+        if isinstance(self.m_count, int):
+            return value
+        # M known at run time: 0 without negative pairs (M < 2), as one block.
+        return ops.where(self.m_count > 1, value, ops.zeros_like(value))
 
     def nce(self, negatives: str, self_score: float | None) -> Any:
         rank, n_pos = self.rank, self.n_pos
@@ -766,4 +803,4 @@ class _BlockedEstimate:
             return ops.reshape(value, (1,)), grad
 
         classes = self.m_count if same else (self.m_count - 1) * self.positions + 1
-        return self.fused(block) + self.row_share * math.log(classes)
+        return self.fused(block) + self.row_share * self.log(classes)

@@ -269,9 +269,9 @@ def _hinge_sums(log_rows, log_columns, margin, pairs: _Pairs | None = None, coun
     - beyond, the rows are taken in blocks of ``2^19`` (CPU) or ``2^24``
       (accelerator) pairs in a loop that computes the value and its
       gradient together (``keras_disentangle._blocks``): memory
-      ``O(N k)`` plus one block, whatever ``N``. (A batch size known only
-      at run time, in a ``tf.function`` traced with a ``None`` batch, is
-      one block.)
+      ``O(N k)`` plus one block, whatever ``N``; a batch size known only
+      at run time (a ``tf.function`` traced with a ``None`` batch, a
+      ``tf.distribute`` replica) chooses between the two at run time.
 
     ``pairs`` gives the pair weights ``w`` (:class:`_Pairs`); without it
     ``w = 1``. The pair count is ``None`` without weights or with
@@ -288,13 +288,18 @@ def _hinge_sums(log_rows, log_columns, margin, pairs: _Pairs | None = None, coun
     ):
         pairs = None
     on_cpu = computes_on_cpu(left)
-    rows = _blocks.rows_per_block(
-        left.shape[0],
-        right.shape[0],
+    return _blocks.one_or_row_blocks(
+        _blocks.size(left, 0),
+        _blocks.size(right, 0),
         _CPU_BLOCK_ELEMENTS if on_cpu else _DEVICE_BLOCK_ELEMENTS,
+        lambda: _one_block_hinge_sums(left, right, pairs, count, on_cpu),
+        lambda rows: _blocked_hinge_sums(left, right, pairs, rows, count),
     )
-    if rows is not None:
-        return _blocked_hinge_sums(left, right, pairs, rows, count)
+
+
+def _one_block_hinge_sums(left, right, pairs, count, on_cpu):
+    """:func:`_hinge_sums` as one block, in cache-sized column slices on the
+    CPU (``[s, m - H]`` rows ``left``, ``[log S, 1]`` columns ``right``)."""
     total, n_pairs = None, None
     for columns in _column_slices(left.shape[0], right.shape[0], on_cpu):
         block = right if columns is None else right[columns]
@@ -308,8 +313,8 @@ def _hinge_sums(log_rows, log_columns, margin, pairs: _Pairs | None = None, coun
 
             row_index = column_index = None
             if pairs.off_diagonal:
-                row_index = ops.arange(left.shape[0])
-                column_index = cut(ops.arange(right.shape[0]))
+                row_index = ops.arange(_blocks.size(left, 0))
+                column_index = cut(ops.arange(_blocks.size(right, 0)))
             weights = _pair_weights(
                 hinge.dtype,
                 pairs.rows,
@@ -340,8 +345,8 @@ def _blocked_hinge_sums(left, right, pairs, rows, count):
             return ops.reshape(ops.sum(hinge), (1,)), on
         row_index = column_index = None
         if pairs.off_diagonal:
-            row_index = start + ops.arange(scores.shape[0], dtype="int32")
-            column_index = ops.arange(scores.shape[1], dtype="int32")
+            row_index = start + ops.arange(_blocks.size(scores, 0), dtype="int32")
+            column_index = ops.arange(_blocks.size(scores, 1), dtype="int32")
         w = _pair_weights(
             dtype,
             {k: dict(zip(names, row_part, strict=True)).get(k) for k in pairs.rows},

@@ -693,8 +693,7 @@ def test_row_blocks_under_jax_data_parallel(
     data_parallel, counted_row_blocks, monkeypatch, estimator
 ):
     """The global batch sharded over two devices, in row blocks: the step
-    of one device in one block. (Under ``tf.distribute`` the replicas'
-    batch size is known only at run time: one block there.)"""
+    of one device in one block."""
     x = images(16)
     keras.distribution.set_distribution(data_parallel)
     two = _one_step(None, x, estimator=estimator)
@@ -703,4 +702,34 @@ def test_row_blocks_under_jax_data_parallel(
     _one_block(monkeypatch)
     _assert_same_step(
         _one_step(None, x, estimator=estimator), two, rtol=1e-4, log_atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"estimator": "jsd"},
+        {"estimator": "dv"},
+        {"estimator": "nce", "nce_self_score": -10.0},
+    ],
+)
+def test_row_blocks_under_a_strategy(
+    mirrored_strategy, counted_row_blocks, monkeypatch, kwargs
+):
+    """Two replicas score their 8 rows against the gathered 16 in row
+    blocks, sized at run time (a replica's batch size is only known then):
+    the step of one device in one block."""
+    x = images(16)
+    two = _one_step(mirrored_strategy, x, synchronized=True, **kwargs)
+    assert counted_row_blocks, "the blocked loop never ran"
+    # Rows per block chosen at run time: tensors, not Python ints.
+    assert not any(isinstance(b, int) for b in counted_row_blocks)
+    _one_block(monkeypatch)
+    one = _one_step(None, x, synchronized=True, **kwargs)
+    _assert_same_step(
+        one,
+        two,
+        skip_logs=("discriminator_loss", "gradient_penalty"),
+        rtol=1e-4,
+        log_atol=1e-5,
     )

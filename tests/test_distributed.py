@@ -16,10 +16,17 @@ import contextlib
 import keras
 import numpy as np
 import pytest
-from helpers import numpy
+from helpers import count_row_blocks, numpy
 from keras import ops
 
-from keras_disentangle import _distribute, layers, losses, penalties, regularizers
+from keras_disentangle import (
+    _blocks,
+    _distribute,
+    layers,
+    losses,
+    penalties,
+    regularizers,
+)
 
 KINDS = ["decov", "l1", "activity", "xcov", "labelled"]
 GLOBAL_BATCH = 32
@@ -133,20 +140,24 @@ def _step(
     n=GLOBAL_BATCH,
     epochs=1,
     task_loss=True,
+    dataset=False,
 ):
-    """Weight change, logged losses and the model after ``epochs`` of fit."""
+    """Weight change, logged losses and the model after ``epochs`` of fit
+    (on a ``tf.data.Dataset`` with a ``None`` batch size with ``dataset``)."""
     start = _initial_weights(kind, synchronized)
     with scope or contextlib.nullcontext():
         model = _build(kind, synchronized, per_slice, task_loss)
     model.set_weights(start)
     x, y, labels = _data(n)
+    targets = _targets(kind, y, labels, task_loss)
+    batches = {"batch_size": GLOBAL_BATCH}
+    if dataset:
+        import tensorflow as tf
+
+        x = tf.data.Dataset.from_tensor_slices((x, targets)).batch(GLOBAL_BATCH)
+        targets, batches = None, {}
     history = model.fit(
-        x,
-        _targets(kind, y, labels, task_loss),
-        batch_size=GLOBAL_BATCH,
-        epochs=epochs,
-        shuffle=False,
-        verbose=0,
+        x, targets, epochs=epochs, shuffle=False, verbose=0, **batches
     )
     change = [w - w0 for w, w0 in zip(model.get_weights(), start, strict=True)]
     change = _numbers(change)
@@ -184,6 +195,23 @@ def test_synchronized_step_equals_one_device(kind, mirrored_strategy, tmp_path):
     got = loaded.evaluate(x, _targets(kind, y, labels), verbose=0, return_dict=True)
     want = reference.evaluate(x, _targets(kind, y, labels), verbose=0, return_dict=True)
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["activity", "labelled"])
+def test_synchronized_row_blocks_equal_one_device(kind, mirrored_strategy, monkeypatch):
+    """Each replica's 16 rows against the gathered 32 in bounded row blocks,
+    from a dataset of unknown batch size (blocks sized at run time), move
+    the weights as one device in one block."""
+    monkeypatch.setattr(penalties, "_CPU_BLOCK_ELEMENTS", 100)
+    monkeypatch.setattr(penalties, "_DEVICE_BLOCK_ELEMENTS", 100)
+    calls = count_row_blocks(monkeypatch, 12)
+    sync, sync_loss, _ = _step(kind, True, mirrored_strategy.scope(), dataset=True)
+    assert calls, "the blocked loop never ran"
+    assert any(not isinstance(b, int) for b in calls), calls  # chosen at run time
+    monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 10**9)
+    one, one_loss, _ = _step(kind, True)
+    _assert_same_change(sync, one)
+    assert sync_loss[0] == pytest.approx(one_loss[0], rel=1e-5)
 
 
 @pytest.mark.parametrize("kind", KINDS)
