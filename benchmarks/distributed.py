@@ -8,9 +8,12 @@
    and the pairwise KL hinge (``ActivityKLMargin``), global batch 512 and
    2048.
 2. ``--memory``: the peak resident memory growth of one such training step
-   with ``ActivityKLMargin`` against the global batch size, synchronized
-   (each replica an ``N/2 x N`` block) and not (``N/2 x N/2``), each in a
-   fresh process.
+   with ``ActivityKLMargin`` against the global batch size (512 to 65,536),
+   synchronized (each replica ``N/2 x N`` pairs) and not (``N/2 x N/2``),
+   each in a fresh process. A replica's batch size is known only at run
+   time there: beyond 2^24 pairs the pairs are taken in bounded row blocks
+   chosen at run time (``keras_disentangle._blocks.one_or_row_blocks``).
+   N = 65,536 takes about 6 minutes on 2 cores.
 
 Run: ``python benchmarks/distributed.py [--repeats 15] [--memory]
 [--output DIR]`` (``DIR/steps.csv``, ``DIR/memory.csv``).
@@ -129,7 +132,7 @@ def _memory_child(batch, synchronized):
     print(json.dumps({"peak_mib": (_peak_rss_kib() - before) / 1024.0}))
 
 
-def memory(batches=(512, 1024, 2048, 4096)):
+def memory(batches=(512, 1024, 2048, 4096, 16384, 65536)):
     rows = []
     for batch in batches:
         row = {"global_batch": batch}

@@ -130,7 +130,7 @@ def one_or_row_blocks(
         fits = ops.logical_or(fits, one_block_if)
     if collective_inside:
         return row_blocks(ops.where(fits, ops.maximum(n_rows, 1), rows))
-    missing = []  # the None outputs' places (not annotated: tf autograph)
+    missing = list[int]()  # the None outputs' places (no annotation: autograph)
 
     def tensors(outputs: tuple) -> tuple:
         missing[:] = [i for i, x in enumerate(outputs) if x is None]

@@ -466,10 +466,14 @@ def bilinear_mutual_information(
     gather=gather, negatives=negatives, self_score=self_score)``.
 
     **Memory.** With ``block_elements=None``, or up to
-    ``_blocks.MAX_BLOCK_ELEMENTS = 2^24`` scores (``n M L``), or a size
-    known only at run time, ``S`` is formed and differentiated whole (the
-    same computation as :func:`mutual_information`): ``O(n M L)`` memory
-    kept for the backward pass. Beyond, the rows are taken
+    ``_blocks.MAX_BLOCK_ELEMENTS = 2^24`` scores (``n M L``), ``S`` is
+    formed and differentiated whole (the same computation as
+    :func:`mutual_information`): ``O(n M L)`` memory kept for the backward
+    pass. (A size known only at run time, in a ``tf.function`` traced with
+    a ``None`` batch or a ``tf.distribute`` replica, makes that choice at
+    run time; ``"dv"`` with ``gather`` there always runs the loop, one
+    block of all rows when they fit, since ``tf.distribute`` refuses a
+    collective inside a ``cond``.) Beyond, the rows are taken
     ``b = block_elements // (M L)`` at a time (``_blocks.fused_row_blocks``),
     each block's scores giving its value and its derivative ``G_b =
     dI / dS_b`` at once, so memory is ``O((n + M L) u + b M L)``. The

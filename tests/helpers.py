@@ -12,6 +12,8 @@
   ``jax.jit``; PyTorch runs eagerly).
 - ``count_row_blocks(monkeypatch, max_elements)``: the bounded row-block
   loop beyond ``max_elements`` scores, and the list of its passes.
+- ``count_row_block_runs(monkeypatch)``: the blocked passes that run in a
+  ``tf.function`` (TensorFlow), where the choice is made at run time.
 """
 
 from __future__ import annotations
@@ -110,6 +112,26 @@ def count_row_blocks(monkeypatch, max_elements: int) -> list:
 
     monkeypatch.setattr(_blocks, "fused_row_blocks", counted)
     return calls
+
+
+def count_row_block_runs(monkeypatch) -> object:
+    """A ``tf.Variable`` counting the blocked passes
+    (``_blocks.fused_row_blocks``) that RUN, not only traced: in a
+    ``tf.function`` with sizes known at run time both the one-block and
+    the blocked branch are traced, and one runs (TensorFlow only)."""
+    import tensorflow as tf
+
+    from keras_disentangle import _blocks
+
+    runs = tf.Variable(0)
+    fused = _blocks.fused_row_blocks
+
+    def counted(*args, **kwargs):
+        with tf.control_dependencies([runs.assign_add(1)]):
+            return tf.identity(fused(*args, **kwargs))
+
+    monkeypatch.setattr(_blocks, "fused_row_blocks", counted)
+    return runs
 
 
 def rtol(exact: float = 1e-9, single: float = 1e-5) -> float:

@@ -156,9 +156,7 @@ def _step(
 
         x = tf.data.Dataset.from_tensor_slices((x, targets)).batch(GLOBAL_BATCH)
         targets, batches = None, {}
-    history = model.fit(
-        x, targets, epochs=epochs, shuffle=False, verbose=0, **batches
-    )
+    history = model.fit(x, targets, epochs=epochs, shuffle=False, verbose=0, **batches)
     change = [w - w0 for w, w0 in zip(model.get_weights(), start, strict=True)]
     change = _numbers(change)
     return change, history.history["loss"], model

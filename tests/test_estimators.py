@@ -8,6 +8,7 @@ import pytest
 from helpers import (
     FLOAT64,
     compiled,
+    count_row_block_runs,
     count_row_blocks,
     numpy,
     rtol,
@@ -420,6 +421,76 @@ def _check_blocks(case, y, m):
         )
     assert np.abs(one[1][y.size :]).max() > 1e-3  # the gradients compared
     assert np.abs(one[1][: y.size]).max() > 1e-3
+
+
+def _run_time_sized(fn, rank):
+    """``value_and_gradient(fn)`` in a ``tf.function`` whose inputs' first
+    axis is ``None`` (sizes known only at run time, as a ``tf.distribute``
+    replica's); ``fn`` maps ``(y, m)`` to a scalar."""
+    import tensorflow as tf
+
+    shapes = [(None, 4), (None,) + (3,) * (rank - 2) + (4,)]
+
+    @tf.function(input_signature=[tf.TensorSpec(s, "float64") for s in shapes])
+    def step(y, m):
+        with tf.GradientTape() as tape:
+            tape.watch([y, m])
+            value = fn(y, m)
+        return [value, *tape.gradient(value, [y, m])]
+
+    return lambda y, m: [x.numpy() for x in step(y, m)]
+
+
+@pytest.mark.parametrize("case", sorted(BILINEAR_CASES) + ["dv_gather"])
+def test_bilinear_blocks_with_sizes_known_at_run_time(
+    case, counted_row_blocks, monkeypatch
+):
+    """With a ``None`` batch the choice is made at run time: 7 rows (over
+    12 scores) in blocks of 3 rows, 2 rows x 2 samples as one block; DV
+    with a gather always runs the loop (one block of all rows when they
+    fit), with ``M = 1`` finite and 0 as one block. All against the
+    one-block values and gradients."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("only TensorFlow traces with sizes unknown until run time")
+    from keras_disentangle import _blocks
+
+    estimator, kwargs = BILINEAR_CASES["dv" if case == "dv_gather" else case]
+    if case == "dv_gather":
+        kwargs = {"gather": lambda v: v}  # one replica
+    runs = count_row_block_runs(monkeypatch)
+    rng = np.random.default_rng(21)
+    for rank in (2, 3):
+        blocks = 3 * 3 ** (rank - 2) * 7  # 3 rows of 7 samples
+
+        def fn(y, m, blocks=blocks):
+            return estimators.bilinear_mutual_information(
+                y, m, estimator, block_elements=blocks, **kwargs
+            )
+
+        step = _run_time_sized(fn, rank)
+        del counted_row_blocks[:]
+        for n in (7, 2, 1):  # one trace: rows per block chosen at run time
+            y = rng.normal(size=(n, 4))
+            m = rng.normal(size=(n,) + (3,) * (rank - 2) + (4,))
+            before = int(runs.numpy())
+            got = step(y, m)
+            # 7 rows in blocks; 2 rows of 2 samples (<= 12 scores) and
+            # M = 1 as one block; DV with a gather always in the loop.
+            blocked = n == 7 or case == "dv_gather"
+            assert int(runs.numpy()) - before == int(blocked), (rank, n)
+            assert counted_row_blocks, "traced without the blocked loop"
+            assert not any(isinstance(b, int) for b in counted_row_blocks)
+            monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 10**9)
+            want = value_and_grad(
+                lambda x, y=y, m=m: fn(*_split(x, y.shape, m.shape)),
+                np.concatenate([y.ravel(), m.ravel()]),
+            )
+            monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 12)
+            assert np.isfinite(got[0]) and got[0] == pytest.approx(
+                float(want[0]), rel=1e-9, abs=1e-12
+            ), (rank, n)
+            grad = np.concatenate([got[1].ravel(), got[2].ravel()])
+            np.testing.assert_allclose(grad, want[1], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", sorted(BILINEAR_CASES))

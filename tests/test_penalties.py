@@ -3,7 +3,15 @@
 import keras
 import numpy as np
 import pytest
-from helpers import FLOAT64, compiled, count_row_blocks, numpy, rtol, value_and_grad
+from helpers import (
+    FLOAT64,
+    compiled,
+    count_row_block_runs,
+    count_row_blocks,
+    numpy,
+    rtol,
+    value_and_grad,
+)
 from keras import ops
 
 from keras_disentangle import _blocks, penalties
@@ -258,6 +266,56 @@ def test_row_blocks_in_a_training_step(small_row_blocks, monkeypatch):
     for a, b in zip(blocked, step(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
     assert np.abs(blocked[0]).max() > 0
+
+
+@pytest.mark.parametrize("case", ["unlabelled", "labelled", "weighted"])
+def test_row_blocks_with_a_batch_size_known_at_run_time(
+    small_row_blocks, monkeypatch, case
+):
+    """A ``tf.function`` traced with a ``None`` batch (a replica's slice, a
+    retraced last batch) chooses at run time: 10 rows in blocks of 3, 3
+    rows (9 pairs) as one block; value and gradient as one block."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("only TensorFlow traces with sizes unknown until run time")
+    import tensorflow as tf
+
+    runs = count_row_block_runs(monkeypatch)
+
+    def f(h, labels, weights):
+        if case == "unlabelled":
+            return penalties.activity_kl_margin(h, 1.0)
+        if case == "labelled":
+            return penalties.activity_kl_margin(h, 1.0, labels=labels)
+        return penalties.activity_kl_margin(
+            h, 1.0, labels=labels, sample_weight=weights, unlabelled=2
+        )
+
+    specs = [
+        tf.TensorSpec(s, d)
+        for s, d in [((None, 5), "float64"), ((None,), "int32"), ((None,), "float64")]
+    ]
+
+    @tf.function(input_signature=specs)
+    def step(h, labels, weights):
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            value = f(h, labels, weights)
+        return value, tape.gradient(value, h)
+
+    rng = np.random.default_rng(12)
+    for n in (10, 3):
+        h = rng.normal(scale=2.0, size=(n, 5))
+        labels = rng.integers(0, 3, size=n).astype("int32")
+        weights = rng.random(n)
+        before = int(runs.numpy())
+        value, grad = (x.numpy() for x in step(h, labels, weights))
+        assert int(runs.numpy()) - before == int(n == 10), n
+        monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 10**9)
+        want = value_and_grad(lambda x, a=labels, w=weights: f(x, a, w), h)
+        monkeypatch.setattr(_blocks, "MAX_BLOCK_ELEMENTS", 12)
+        assert value == pytest.approx(float(want[0]), rel=1e-12), n
+        np.testing.assert_allclose(grad, want[1], rtol=1e-9, atol=1e-15)
+    assert small_row_blocks and not isinstance(small_row_blocks[-1], int)
 
 
 class _OneReplica:

@@ -323,7 +323,9 @@ class DeepInfoMax(SeedStateMixin, keras.Model):
     accelerator, each block's value and gradient computed together
     (``estimators.bilinear_mutual_information``): memory ``O(b N L)`` for a
     block of ``b`` rows, not ``O(n N L)``, on every estimator ("dv" with
-    one more pass without gradient for its global log-sum-exp).
+    one more pass without gradient for its global log-sum-exp), also under
+    a ``tf.distribute`` strategy, where a replica's batch size is only
+    known at run time (the choice is made then).
 
     ``predict`` returns the encoder's global vectors. Logs show ``loss`` and
     the terms ``global_mi``, ``local_mi`` (the estimates, in nats) and, with
