@@ -441,6 +441,10 @@ def _run_time_sized(fn, rank):
     return lambda y, m: [x.numpy() for x in step(y, m)]
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="only TensorFlow traces with sizes unknown until run time",
+)
 @pytest.mark.parametrize("case", sorted(BILINEAR_CASES) + ["dv_gather"])
 def test_bilinear_blocks_with_sizes_known_at_run_time(
     case, counted_row_blocks, monkeypatch
@@ -450,8 +454,6 @@ def test_bilinear_blocks_with_sizes_known_at_run_time(
     with a gather always runs the loop (one block of all rows when they
     fit), with ``M = 1`` finite and 0 as one block. All against the
     one-block values and gradients."""
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("only TensorFlow traces with sizes unknown until run time")
     from keras_disentangle import _blocks
 
     estimator, kwargs = BILINEAR_CASES["dv" if case == "dv_gather" else case]

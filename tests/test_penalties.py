@@ -268,6 +268,10 @@ def test_row_blocks_in_a_training_step(small_row_blocks, monkeypatch):
     assert np.abs(blocked[0]).max() > 0
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="only TensorFlow traces with sizes unknown until run time",
+)
 @pytest.mark.parametrize("case", ["unlabelled", "labelled", "weighted"])
 def test_row_blocks_with_a_batch_size_known_at_run_time(
     small_row_blocks, monkeypatch, case
@@ -275,8 +279,6 @@ def test_row_blocks_with_a_batch_size_known_at_run_time(
     """A ``tf.function`` traced with a ``None`` batch (a replica's slice, a
     retraced last batch) chooses at run time: 10 rows in blocks of 3, 3
     rows (9 pairs) as one block; value and gradient as one block."""
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("only TensorFlow traces with sizes unknown until run time")
     import tensorflow as tf
 
     runs = count_row_block_runs(monkeypatch)
