@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers import (
     assert_reload_resumes,
+    count_row_block_runs,
     count_row_blocks,
     numpy,
     onednn_empty_slice_xfail,
@@ -720,10 +721,12 @@ def test_row_blocks_under_a_strategy(
     blocks, sized at run time (a replica's batch size is only known then):
     the step of one device in one block."""
     x = images(16)
+    runs = count_row_block_runs(monkeypatch)
     two = _one_step(mirrored_strategy, x, synchronized=True, **kwargs)
-    assert counted_row_blocks, "the blocked loop never ran"
     # Rows per block chosen at run time: tensors, not Python ints.
+    assert counted_row_blocks
     assert not any(isinstance(b, int) for b in counted_row_blocks)
+    assert int(runs.numpy()) == 4, "2 replicas x 2 terms ran the blocked loop"
     _one_block(monkeypatch)
     one = _one_step(None, x, synchronized=True, **kwargs)
     _assert_same_step(
